@@ -1,0 +1,50 @@
+"""automl: stop bad trials early, on evidence from real training state, with a readable reason.
+
+Public names: ``Probe`` and ``EpochRecord`` (record a training loop), ``report`` (send a record to
+Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`` and ``Verdict``
+(the one decision core), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data).
+torch is imported only when a torch-facing name is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from automl.decision import Policy, Population, TrialHistory, Verdict, decide
+from automl.records import EpochRecord, LayerStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Probe",
+    "EpochRecord",
+    "LayerStats",
+    "report",
+    "decide",
+    "TrialHistory",
+    "Population",
+    "Policy",
+    "Verdict",
+    "train",
+    "fit",
+    "load_dataset",
+    "from_tensors",
+    "Dataset",
+]
+
+_LAZY = {
+    "Probe": "automl.probe",
+    "report": "automl.reporting",
+    "train": "automl.trainer",
+    "fit": "automl.trainer",
+    "load_dataset": "automl.data",
+    "from_tensors": "automl.data",
+    "Dataset": "automl.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")

@@ -1,0 +1,290 @@
+"""The one decision core: ``decide(trial_history, population, policy) -> Verdict``.
+
+Both adapters (the Optuna pruner and the Ray Tune scheduler) turn their trials into
+``TrialHistory`` objects and call :func:`decide`, so a study decides the same whichever
+backend or worker asks. ``decide`` is a pure function of its arguments: it reads numbers, never
+a storage, and has no randomness, so any verdict can be reproduced from stored records.
+
+Order of checks (cheapest and most certain first):
+
+1. no value yet -> continue;
+2. a non-finite metric value -> prune ("diverged at epoch 3: val_loss=nan");
+3. the current incumbent (best value at this epoch among all trials, or already better than
+   every finished trial) -> continue, always;
+4. enough finished peers seen at this epoch -> curve forecast: prune when even its optimistic
+   end cannot beat the best finished trial;
+5. otherwise the evidence is thin -> the fallback rule (median, as Optuna's ``MedianPruner``),
+   or "thin" for an adapter that wraps a classic pruner of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from automl.signals.curve import forecast_final, median_at_step
+
+__all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide"]
+
+Direction = Literal["minimize", "maximize"]
+Action = Literal["continue", "prune", "converged"]
+Source = Literal["no_data", "divergence", "incumbent", "curve", "fallback", "thin"]
+
+_FINISHED_OK = "COMPLETE"
+
+
+@dataclass(frozen=True, slots=True)
+class TrialHistory:
+    """What is known of one trial: its metric per epoch, and its final value once finished.
+
+    Attributes:
+        number: the trial's number in its study (Optuna's ``trial.number``, or Ray's order).
+        values: metric value per epoch (1-based step -> value); ``nan``/``inf`` mark divergence.
+        state: ``"RUNNING"``, ``"COMPLETE"``, ``"PRUNED"`` or ``"FAIL"`` (Optuna's names).
+        final: the objective value of a ``COMPLETE`` trial.
+        records: the trial's ``EpochRecord`` dicts, for signals beyond the curve.
+    """
+
+    number: int
+    values: Mapping[int, float]
+    state: str = "RUNNING"
+    final: Optional[float] = None
+    records: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+    @property
+    def last_step(self) -> Optional[int]:
+        return max(self.values) if self.values else None
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """The other trials of the study, and how to read their metric."""
+
+    trials: Sequence[TrialHistory]
+    direction: Direction = "minimize"
+    metric: str = "value"
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction must be 'minimize' or 'maximize', but got {self.direction!r}.")
+
+
+class Policy(BaseModel):
+    """How ``decide`` weighs the evidence. One pydantic model: it validates on construction.
+
+    Attributes:
+        min_finished: finished peers with a value at this epoch needed before the curve
+            forecast decides; below it the evidence is thin and the fallback rule applies.
+        min_epochs: no curve-forecast pruning before this epoch.
+        n_neighbors: peers used by the forecast (at least; more with many finished trials).
+        band: central mass of the forecast's uncertainty band; the optimistic end is its
+            lower ``(1 - band) / 2`` quantile.
+        margin: prune only if the optimistic forecast is worse than the best finished value
+            by more than this (metric units).
+        fallback: rule while evidence is thin: ``"median"`` (Optuna's MedianPruner rule) or
+            ``"none"`` (continue; an adapter may then ask a classic pruner it wraps).
+        fallback_startup_trials: finished trials needed before the median rule prunes.
+        fallback_warmup_epochs: the median rule does not prune before this epoch.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_finished: int = Field(5, ge=1)
+    min_epochs: int = Field(1, ge=1)
+    n_neighbors: int = Field(7, ge=1)
+    band: float = Field(0.8, gt=0.0, lt=1.0)
+    margin: float = Field(0.0, ge=0.0)
+    fallback: Literal["median", "none"] = "median"
+    fallback_startup_trials: int = Field(5, ge=0)
+    fallback_warmup_epochs: int = Field(0, ge=0)
+
+
+class Verdict(BaseModel):
+    """A decision with the reason a person can read and the numbers behind it.
+
+    Attributes:
+        action: ``"continue"``, ``"prune"`` (will lose) or ``"converged"`` (will not gain).
+        reason: one sentence, e.g. ``"diverged at epoch 3: val_loss=nan"``.
+        evidence: the numbers the reason rests on (JSON-ready; non-finite as ``None``).
+        predicted_final: the forecast final metric value, in the metric's own units.
+        source: which check decided (``divergence``, ``incumbent``, ``curve``, ``fallback``,
+            ``thin``, ``no_data``).
+    """
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
+
+    action: Action
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    predicted_final: Optional[float] = None
+    source: Source
+
+    @property
+    def should_stop(self) -> bool:
+        return self.action != "continue"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _json_number(x: float) -> Optional[float]:
+    return float(x) if _finite(x) else None
+
+
+def decide(trial_history: TrialHistory, population: Population, policy: Optional[Policy] = None) -> Verdict:
+    """Decide whether a running trial should continue.
+
+    Args:
+        trial_history: the trial asking, with its metric values so far.
+        population: the study's other trials (any state); the trial itself may be among
+            them, it is skipped by number.
+        policy: thresholds; ``Policy()`` when omitted.
+
+    Returns:
+        A ``Verdict``. ``nan``/``inf`` in the trial's own values prune it ("diverged"); in
+        other trials' values they are ignored at that epoch, and a finished trial with a
+        non-finite final value counts as finished but never as the incumbent.
+
+    Example:
+        >>> done = [TrialHistory(i, {1: 1.0 + i, 2: 0.5 + i}, "COMPLETE", 0.5 + i) for i in range(6)]
+        >>> pop = Population(done, direction="minimize", metric="val_loss")
+        >>> decide(TrialHistory(9, {1: 0.9}), pop).action
+        'continue'
+        >>> v = decide(TrialHistory(9, {1: 4.0, 2: float("nan")}), pop)
+        >>> v.action, v.reason
+        ('prune', 'diverged at epoch 2: val_loss=nan')
+        >>> decide(TrialHistory(9, {1: 5.0, 2: 4.5}), pop).source
+        'curve'
+    """
+    policy = policy or _DEFAULT_POLICY
+    metric = population.metric
+    values = trial_history.values
+    if not values:
+        return Verdict(action="continue", reason="no value reported yet", source="no_data")
+    step = max(values)
+
+    # 2. Divergence: any non-finite value so far (the earliest is the one to report).
+    for s in sorted(values):
+        v = values[s]
+        if not _finite(v):
+            return Verdict(
+                action="prune",
+                reason=f"diverged at epoch {s}: {metric}={float(v)}",
+                evidence={"epoch": s, "value": None},
+                source="divergence",
+            )
+
+    sign = 1.0 if population.direction == "minimize" else -1.0
+    current = sign * values[step]
+    best_so_far = min(sign * v for v in values.values())
+
+    # One pass over the population: peers at this epoch and the best finished value.
+    others_best_now = math.inf
+    best_final, best_final_number = math.inf, None
+    n_finished = 0
+    peers_now: list[float] = []
+    peers_final: list[float] = []
+    for t in population.trials:
+        if t.number == trial_history.number:
+            continue
+        v = t.values.get(step)
+        v_ok = _finite(v)
+        if v_ok:
+            others_best_now = min(others_best_now, sign * v)
+        if t.state != _FINISHED_OK:
+            continue
+        n_finished += 1
+        if not _finite(t.final):
+            continue
+        f = sign * t.final
+        if f < best_final:
+            best_final, best_final_number = f, t.number
+        if v_ok:
+            peers_now.append(sign * v)
+            peers_final.append(f)
+
+    # 3. Never stop the incumbent.
+    if current <= others_best_now or best_so_far < best_final:
+        why = (
+            f"already better than every finished trial ({metric} {_fmt(sign * best_so_far)})"
+            if best_so_far < best_final
+            else f"best {metric} at epoch {step} among all trials ({_fmt(values[step])})"
+        )
+        return Verdict(
+            action="continue",
+            reason=f"incumbent: {why}",
+            evidence={"epoch": step, "value": values[step], "best_finished": _json_number(sign * best_final)},
+            source="incumbent",
+        )
+
+    # 4. Curve forecast from finished peers at this epoch.
+    if len(peers_now) >= policy.min_finished and step >= policy.min_epochs:
+        fc = forecast_final(
+            current, np.asarray(peers_now), np.asarray(peers_final), n_neighbors=policy.n_neighbors, band=policy.band
+        )
+        pred, optimistic, pessimistic = sign * fc.mean, sign * fc.low, sign * fc.high
+        evidence = {
+            "epoch": step,
+            "value": values[step],
+            "predicted_final": pred,
+            "optimistic_final": optimistic,
+            "pessimistic_final": pessimistic,
+            "band": policy.band,
+            "n_neighbors": fc.n_neighbors,
+            "n_finished_at_epoch": len(peers_now),
+            "best_finished": sign * best_final,
+            "best_finished_trial": best_final_number,
+        }
+        if fc.low > best_final + policy.margin:
+            reason = (
+                f"predicted final {metric} {_fmt(pred)} (optimistic {_fmt(optimistic)}, "
+                f"{policy.band:.0%} band from the {fc.n_neighbors} finished trials closest at epoch {step}) "
+                f"cannot beat the best finished trial #{best_final_number} ({_fmt(sign * best_final)})"
+            )
+            return Verdict(action="prune", reason=reason, evidence=evidence, predicted_final=pred, source="curve")
+        reason = (
+            f"may still beat the best finished trial: optimistic final {metric} {_fmt(optimistic)} "
+            f"vs {_fmt(sign * best_final)}"
+        )
+        return Verdict(action="continue", reason=reason, evidence=evidence, predicted_final=pred, source="curve")
+
+    # 5. Thin evidence.
+    thin = f"{len(peers_now)} finished trials reached epoch {step} (curve forecast needs {policy.min_finished})"
+    if policy.fallback == "none":
+        return Verdict(action="continue", reason=f"thin evidence: {thin}", evidence={"epoch": step}, source="thin")
+    if n_finished < policy.fallback_startup_trials or step < policy.fallback_warmup_epochs or not peers_now:
+        return Verdict(
+            action="continue",
+            reason=f"thin evidence: {thin}; median rule waits for "
+            f"{policy.fallback_startup_trials} finished trials and epoch {policy.fallback_warmup_epochs}",
+            evidence={"epoch": step, "n_finished": n_finished},
+            source="fallback",
+        )
+    median = median_at_step(np.asarray(peers_now))
+    evidence = {"epoch": step, "best_so_far": sign * best_so_far, "median": sign * median, "n_peers": len(peers_now)}
+    if best_so_far > median:
+        reason = (
+            f"median rule (evidence thin): best {metric} so far {_fmt(sign * best_so_far)} is worse than the "
+            f"median {_fmt(sign * median)} of {len(peers_now)} finished trials at epoch {step}"
+        )
+        return Verdict(action="prune", reason=reason, evidence=evidence, source="fallback")
+    return Verdict(
+        action="continue",
+        reason=f"median rule (evidence thin): {metric} {_fmt(sign * best_so_far)} is within the median "
+        f"{_fmt(sign * median)} at epoch {step}",
+        evidence=evidence,
+        source="fallback",
+    )
+
+
+_DEFAULT_POLICY = Policy()

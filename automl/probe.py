@@ -1,0 +1,260 @@
+"""The training probe: the only part of the library that touches a live ``torch.nn.Module``.
+
+Attach it to any training loop with two calls::
+
+    probe = Probe(model, probe_batch=x_val[:256], optimizer=opt)
+    for epoch in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad(); loss_fn(model(xb), yb).backward(); opt.step()
+            probe.step()                      # after the optimizer step, before the next zero_grad
+        record = probe.end_epoch(train_loss=..., val_loss=..., val_acc=...)
+
+``step`` reads the weight gradients of each layer (norm and fraction of exact zeros) every
+``grad_every`` steps and, every ``every_k_steps`` steps, the RMS activation of each layer on a
+fixed probe batch. ``end_epoch`` adds the weight statistics and the epoch-end activations and
+returns an :class:`~automl.records.EpochRecord`. Statistics stay on the model's device until the
+epoch ends, so the probe adds one host synchronisation per epoch, not per step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from automl.records import ActivationTrace, EpochRecord, LayerStats
+
+__all__ = ["Probe", "find_layers"]
+
+
+def find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Layers the probe watches: modules owning a ``weight`` of rank >= 2 (Linear, Conv, ...),
+    in registration order, which is the forward order for the models of ``search_spaces``."""
+    found = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            found.append((name or type(module).__name__, module))
+    return found
+
+
+class Probe:
+    """Watches a model while it trains and produces one ``EpochRecord`` per epoch.
+
+    Args:
+        model: any ``torch.nn.Module``.
+        probe_batch: a fixed input batch (no labels) for activation RMS; ``None`` skips activations.
+        optimizer: read for the learning rate of the first parameter group.
+        every_k_steps: also log per-layer activation RMS every k optimizer steps (for the
+            dynamics signals); ``None`` logs only at epoch end.
+        grad_every: read gradients every this many steps (1 = every step).
+        layers: names of the modules to watch (``model.named_modules()`` names); default: every
+            module with a weight of rank >= 2.
+
+    Non-finite gradients, weights or activations are recorded as ``nan``/``inf`` (``null`` in
+    JSON): they are evidence of divergence, never an error.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> probe = Probe(model, probe_batch=torch.randn(16, 4), optimizer=opt)
+        >>> loss = model(torch.randn(16, 4)).pow(2).mean(); loss.backward(); opt.step(); probe.step()
+        >>> rec = probe.end_epoch(train_loss=loss.item())
+        >>> rec.epoch, rec.step, [l.name for l in rec.layers], rec.lr
+        (1, 1, ['0', '2'], 0.1)
+        >>> probe.close()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        probe_batch: Optional[torch.Tensor] = None,
+        *,
+        optimizer: Optional[torch.optim.Optimizer] = None,
+        every_k_steps: Optional[int] = None,
+        grad_every: int = 1,
+        layers: Optional[Sequence[str]] = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, but got {type(model).__name__}.")
+        if every_k_steps is not None and (isinstance(every_k_steps, bool) or int(every_k_steps) < 1):
+            raise ValueError(f"every_k_steps must be >= 1 or None, but got {every_k_steps=}.")
+        if isinstance(grad_every, bool) or int(grad_every) < 1:
+            raise ValueError(f"grad_every must be >= 1, but got {grad_every=}.")
+        self.model = model
+        self.optimizer = optimizer
+        self.every_k_steps = None if every_k_steps is None else int(every_k_steps)
+        self.grad_every = int(grad_every)
+
+        if layers is None:
+            self._layers = find_layers(model)
+        else:
+            modules = dict(model.named_modules())
+            unknown = [n for n in layers if n not in modules]
+            if unknown:
+                raise ValueError(f"layers {unknown} are not modules of the model; known: {sorted(modules)[:20]}...")
+            self._layers = [(n, modules[n]) for n in layers]
+        if not self._layers:
+            raise ValueError("the model has no layer with a weight of rank >= 2; name the layers to watch with layers=[...].")
+
+        self.probe_batch: Optional[torch.Tensor] = None
+        if probe_batch is not None:
+            if not isinstance(probe_batch, torch.Tensor) or probe_batch.dim() < 1 or probe_batch.shape[0] == 0:
+                raise ValueError("probe_batch must be a non-empty tensor with a batch axis first.")
+            self.probe_batch = probe_batch.detach()
+
+        self.records: list[EpochRecord] = []
+        self.global_step = 0
+        self._capturing = False
+        self._act: list[Optional[torch.Tensor]] = [None] * len(self._layers)
+        self._hooks = [m.register_forward_hook(self._make_hook(i)) for i, (_, m) in enumerate(self._layers)]
+        self._reset_epoch()
+
+    # -- hooks and accumulators -------------------------------------------------------------
+    def _make_hook(self, index: int):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if self._capturing and isinstance(output, torch.Tensor):
+                self._act[index] = output.detach().float().pow(2).mean().sqrt()
+
+        return hook
+
+    def _reset_epoch(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self._grad_sum: Optional[torch.Tensor] = None
+        self._zero_sum: Optional[torch.Tensor] = None
+        self._grad_count = 0
+        self._trace_steps: list[int] = []
+        self._trace_rows: list[torch.Tensor] = []
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [n for n, _ in self._layers]
+
+    def _device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @torch.no_grad()
+    def _activation_rms(self) -> Optional[torch.Tensor]:
+        if self.probe_batch is None:
+            return None
+        was_training = self.model.training
+        self._capturing = True
+        self._act = [None] * len(self._layers)
+        try:
+            self.model.eval()
+            self.model(self.probe_batch.to(self._device(), non_blocking=True))
+        finally:
+            self._capturing = False
+            self.model.train(was_training)
+        nan = torch.tensor(float("nan"), device=self._device())
+        return torch.stack([a if a is not None else nan for a in self._act])
+
+    # -- public API -------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self) -> None:
+        """Call once per optimizer step, after ``optimizer.step()`` and before the next ``zero_grad``."""
+        self.global_step += 1
+        if self.global_step % self.grad_every == 0:
+            norms, zeros = [], []
+            nan = None
+            for _, module in self._layers:
+                g = module.weight.grad
+                if g is None:
+                    nan = nan if nan is not None else torch.tensor(float("nan"), device=module.weight.device)
+                    norms.append(nan)
+                    zeros.append(nan)
+                else:
+                    norms.append(torch.linalg.vector_norm(g.float()))
+                    zeros.append((g == 0).float().mean())
+            norms_t, zeros_t = torch.stack(norms), torch.stack(zeros)
+            if self._grad_sum is None:
+                self._grad_sum, self._zero_sum = norms_t, zeros_t
+            else:
+                self._grad_sum = self._grad_sum + norms_t
+                self._zero_sum = self._zero_sum + zeros_t
+            self._grad_count += 1
+        if self.every_k_steps is not None and self.global_step % self.every_k_steps == 0:
+            rms = self._activation_rms()
+            if rms is not None:
+                self._trace_steps.append(self.global_step)
+                self._trace_rows.append(rms)
+
+    @torch.no_grad()
+    def end_epoch(
+        self,
+        *,
+        train_loss: Optional[float] = None,
+        train_acc: Optional[float] = None,
+        val_loss: Optional[float] = None,
+        val_acc: Optional[float] = None,
+        test_loss: Optional[float] = None,
+        test_acc: Optional[float] = None,
+        lr: Optional[float] = None,
+    ) -> EpochRecord:
+        """Close the epoch: gather statistics, return its ``EpochRecord`` (also kept in ``records``)."""
+        act = self._activation_rms()
+        weights = [m.weight.detach().float() for _, m in self._layers]
+        wstats = torch.stack(
+            [
+                torch.stack([w.mean(), w.std() if w.numel() > 1 else torch.zeros((), device=w.device),
+                             torch.linalg.vector_norm(w), w.abs().max()])
+                for w in weights
+            ]
+        ).cpu().tolist()
+        grad = (self._grad_sum / self._grad_count).cpu().tolist() if self._grad_count else [None] * len(weights)
+        zero = (self._zero_sum / self._grad_count).cpu().tolist() if self._grad_count else [None] * len(weights)
+        act_list = act.cpu().tolist() if act is not None else [None] * len(weights)
+
+        layers = [
+            LayerStats(
+                name=name,
+                grad_norm=grad[i],
+                zero_grad_frac=zero[i],
+                weight_mean=wstats[i][0],
+                weight_std=wstats[i][1],
+                weight_norm=wstats[i][2],
+                weight_abs_max=wstats[i][3],
+                act_rms=act_list[i],
+            )
+            for i, name in enumerate(self.layer_names)
+        ]
+        trace = None
+        if self._trace_rows:
+            trace = ActivationTrace(steps=self._trace_steps, rms=torch.stack(self._trace_rows).cpu().tolist())
+        if lr is None and self.optimizer is not None and self.optimizer.param_groups:
+            lr = float(self.optimizer.param_groups[0]["lr"])
+        record = EpochRecord(
+            epoch=len(self.records) + 1,
+            step=self.global_step,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            lr=lr,
+            wall_time=time.perf_counter() - self._epoch_start,
+            layers=layers,
+            activations=trace,
+        )
+        self.records.append(record)
+        self._reset_epoch()
+        return record
+
+    def close(self) -> None:
+        """Remove the forward hooks (the model is left as it was)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    def __enter__(self) -> "Probe":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,120 @@
+"""Per-epoch training records: plain, JSON-serialisable data every other part reads.
+
+Non-finite numbers (a diverged run) are kept as ``nan``/``inf`` in memory and written as
+``null`` in JSON, as the curve-bank format of DESIGN.md asks; reading ``null`` back gives ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EpochRecord", "LayerStats", "ActivationTrace", "METRICS"]
+
+#: Metric names a record carries, and the direction in which each improves.
+METRICS: dict[str, str] = {
+    "val_loss": "minimize",
+    "val_acc": "maximize",
+    "train_loss": "minimize",
+    "train_acc": "maximize",
+    "test_loss": "minimize",
+    "test_acc": "maximize",
+}
+
+Num = Optional[float]
+
+
+class LayerStats(BaseModel):
+    """Statistics of one layer (a module with a weight of rank >= 2) over one epoch."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    name: str
+    grad_norm: Num = Field(None, description="mean L2 norm of the weight gradient over sampled steps")
+    zero_grad_frac: Num = Field(None, description="mean fraction of exactly-zero weight-gradient entries")
+    weight_mean: Num = None
+    weight_std: Num = None
+    weight_norm: Num = None
+    weight_abs_max: Num = None
+    act_rms: Num = Field(None, description="RMS of the layer's output on the fixed probe batch (eval mode)")
+
+
+class ActivationTrace(BaseModel):
+    """Per-layer RMS activation of the probe batch, logged every k optimizer steps."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    steps: list[int] = Field(default_factory=list)
+    rms: list[list[Num]] = Field(default_factory=list, description="one row per logged step, one value per layer")
+
+
+class EpochRecord(BaseModel):
+    """What the probe saw in one epoch of one trial.
+
+    Example:
+        >>> rec = EpochRecord(epoch=1, step=10, val_loss=float("nan"), val_acc=0.5)
+        >>> rec.metric("val_loss")
+        nan
+        >>> EpochRecord.model_validate_json(rec.model_dump_json()).val_loss is None
+        True
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    epoch: int = Field(..., ge=1, description="1-based epoch number")
+    step: int = Field(0, ge=0, description="optimizer steps taken so far")
+    train_loss: Num = None
+    train_acc: Num = None
+    val_loss: Num = None
+    val_acc: Num = None
+    test_loss: Num = None
+    test_acc: Num = None
+    lr: Num = None
+    wall_time: Num = Field(None, description="seconds spent in this epoch (training and probing)")
+    layers: list[LayerStats] = Field(default_factory=list)
+    activations: Optional[ActivationTrace] = None
+    # Reserved for later signals (capacitance, dynamics, failure labels).
+    beta_eff: Num = None
+    dynamics: Optional[dict[str, Num]] = None
+    failure_labels: Optional[dict[str, float]] = None
+
+    def metric(self, name: str) -> float:
+        """The value of ``name`` as a float; ``nan`` when missing or non-finite (``None`` in JSON)."""
+        if name not in METRICS and name not in type(self).model_fields:
+            raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRICS)}.")
+        value = getattr(self, name, None)
+        return float("nan") if value is None else float(value)
+
+    @property
+    def grad_norm_first(self) -> float:
+        return _nan_if_none(self.layers[0].grad_norm) if self.layers else float("nan")
+
+    @property
+    def grad_norm_last(self) -> float:
+        return _nan_if_none(self.layers[-1].grad_norm) if self.layers else float("nan")
+
+    @property
+    def zero_grad_frac(self) -> float:
+        """Mean zero-gradient fraction over layers (each layer weighs the same)."""
+        vals = [l.zero_grad_frac for l in self.layers if l.zero_grad_frac is not None]
+        return float(sum(vals) / len(vals)) if vals else float("nan")
+
+    def compact(self) -> dict[str, Any]:
+        """JSON-ready dict without the step-level activation trace (for Optuna user attrs)."""
+        # Through JSON text so non-finite numbers become null (strict JSON), as in curve banks.
+        return json.loads(self.model_dump_json(exclude={"activations"}, exclude_none=True))
+
+
+def _nan_if_none(x: Optional[float]) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def is_finite(x: Any) -> bool:
+    """True for a real, finite number (``None`` and non-numbers are not)."""
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,8 @@
+"""Pure math over recorded training state: no torch, no optuna.
+
+Every function here takes plain numbers or NumPy arrays and is testable without a study.
+"""
+
+from automl.signals.curve import CurveForecast, forecast_final, median_at_step
+
+__all__ = ["CurveForecast", "forecast_final", "median_at_step"]

@@ -1,0 +1,87 @@
+"""The learning curve as a signal: forecast a trial's final value from finished peers.
+
+All functions work in *lower-is-better* units: callers multiply a maximised metric by -1.
+
+The forecast transfers what happened to similar finished trials: take the ``k`` finished
+trials whose value at this epoch is closest to the trial's, and add each one's change from
+this epoch to its end ("delta") to the trial's current value. The spread of those deltas is
+the uncertainty band. It needs no curve shape assumption, costs one partial sort over the
+finished trials, and is calibrated by the study itself (the better choice among forecasts is
+settled by the replay benchmark, ``benchmarks/results/``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CurveForecast", "forecast_final", "median_at_step"]
+
+
+@dataclass(frozen=True)
+class CurveForecast:
+    """A forecast of the final value, lower is better: ``low`` is the optimistic end."""
+
+    mean: float
+    low: float
+    high: float
+    n_neighbors: int
+
+
+def forecast_final(
+    current: float,
+    peers_now: np.ndarray,
+    peers_final: np.ndarray,
+    *,
+    n_neighbors: int = 7,
+    band: float = 0.8,
+) -> CurveForecast:
+    """Forecast a trial's final value from finished peers observed at the same epoch.
+
+    Args:
+        current: the trial's value now (finite, lower is better).
+        peers_now: finished peers' values at this epoch (finite, lower is better).
+        peers_final: the same peers' final values (finite, lower is better).
+        n_neighbors: at least this many nearest peers are used (more when many finished:
+            ``max(n_neighbors, sqrt(n))``).
+        band: central probability mass of the band, e.g. 0.8 gives the 10%..90% quantiles.
+
+    Returns:
+        A ``CurveForecast``; ``low`` is the optimistic (best plausible) final value.
+
+    Non-finite inputs are the caller's to filter; a ValueError names them if they slip through.
+
+    Example:
+        >>> f = forecast_final(0.5, np.array([0.4, 0.5, 0.6, 0.9]), np.array([0.3, 0.45, 0.5, 0.85]),
+        ...                    n_neighbors=3)
+        >>> round(f.mean, 3), f.n_neighbors
+        (0.4, 3)
+    """
+    now = np.asarray(peers_now, dtype=float)
+    final = np.asarray(peers_final, dtype=float)
+    if now.shape != final.shape or now.ndim != 1 or now.size == 0:
+        raise ValueError(
+            f"peers_now and peers_final must be equal-length non-empty 1-D arrays, "
+            f"but got shapes {now.shape} and {final.shape}."
+        )
+    if not (math.isfinite(current) and np.isfinite(now).all() and np.isfinite(final).all()):
+        raise ValueError("forecast_final needs finite values; filter non-finite peers first.")
+    if not 0.0 < band < 1.0:
+        raise ValueError(f"band must be in (0, 1), but got {band=}.")
+    n = now.size
+    k = min(n, max(int(n_neighbors), int(math.isqrt(n))))
+    if k < n:
+        idx = np.argpartition(np.abs(now - current), k - 1)[:k]
+        deltas = final[idx] - now[idx]
+    else:
+        deltas = final - now
+    q_lo, q_mid, q_hi = np.quantile(deltas, [(1.0 - band) / 2.0, 0.5, (1.0 + band) / 2.0])
+    return CurveForecast(mean=current + float(q_mid), low=current + float(q_lo), high=current + float(q_hi), n_neighbors=k)
+
+
+def median_at_step(peers_now: np.ndarray) -> float:
+    """Median of finished peers' values at one epoch (``nan`` when there are none)."""
+    arr = np.asarray(peers_now, dtype=float)
+    return float(np.median(arr)) if arr.size else float("nan")
