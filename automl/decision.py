@@ -36,6 +36,7 @@ Action = Literal["continue", "prune", "converged"]
 Source = Literal["no_data", "divergence", "incumbent", "curve", "fallback", "thin"]
 
 _FINISHED_OK = "COMPLETE"
+_LOSS_KEYS = ("train_loss", "val_loss")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,8 @@ class TrialHistory:
         values: metric value per epoch (1-based step -> value); ``nan``/``inf`` mark divergence.
         state: ``"RUNNING"``, ``"COMPLETE"``, ``"PRUNED"`` or ``"FAIL"`` (Optuna's names).
         final: the objective value of a ``COMPLETE`` trial.
-        records: the trial's ``EpochRecord`` dicts, for signals beyond the curve.
+        records: the trial's ``EpochRecord`` dicts (``EpochRecord.compact()``: a key holding
+            ``None`` is a non-finite value, an absent key was not measured), oldest first.
     """
 
     number: int
@@ -183,6 +185,19 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
                 evidence={"epoch": s, "value": None},
                 source="divergence",
             )
+
+    # An accuracy can stay finite while the loss behind it has diverged: read the last record.
+    if trial_history.records:
+        last = trial_history.records[-1]
+        for key in _LOSS_KEYS:
+            if key in last and not _finite(last[key]):
+                epoch = last.get("epoch", step)
+                return Verdict(
+                    action="prune",
+                    reason=f"diverged at epoch {epoch}: {key}={'nan' if last[key] is None else float(last[key])}",
+                    evidence={"epoch": epoch, key: None},
+                    source="divergence",
+                )
 
     sign = 1.0 if population.direction == "minimize" else -1.0
     current = sign * values[step]

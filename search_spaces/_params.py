@@ -207,11 +207,16 @@ class SearchSpace:
                 raise ValueError(f"space {self.name!r}: {p.name}={config[p.name]!r} is outside {p}.")
         return {n: config[n] for n in self.names}
 
+    def check_input_shape(self, input_shape: Sequence[int]) -> None:
+        """Raise ``ValueError`` if this family cannot take samples of ``input_shape``."""
+        if len(input_shape) not in self.input_ranks:
+            kinds = {1: "(F,) features", 2: "(C, L) sequences", 3: "(C, H, W) images"}
+            wanted = " or ".join(kinds.get(r, f"rank {r}") for r in self.input_ranks)
+            raise ValueError(
+                f"space {self.name!r} takes {wanted}, but the data has input_shape={tuple(input_shape)}."
+            )
+
     def build_model(self, config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int) -> Any:
         """Build the ``torch.nn.Module`` for ``config`` on inputs of ``input_shape`` (no batch axis)."""
-        if len(input_shape) not in self.input_ranks:
-            raise ValueError(
-                f"space {self.name!r} needs inputs of rank {self.input_ranks} (no batch axis), "
-                f"but got input_shape={tuple(input_shape)}."
-            )
+        self.check_input_shape(input_shape)
         return self.builder(self.validate(config), tuple(input_shape), int(n_classes))

@@ -1,0 +1,130 @@
+"""The Ray Tune backend of ``automl.search`` (imported only when a search runs on Ray)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+from ray.tune import Callback
+
+from automl.search import ray_scheduler, trial_seed
+
+__all__ = ["run_ray", "OptunaRecorder"]
+
+
+def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Callable[[Any], None]]) -> Any:
+    """Run ``settings`` on Ray Tune; every finished trial is added to ``study``."""
+    import ray
+    from ray import tune
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    metric, name, epochs, base_seed = settings.metric, settings.dataset, settings.epochs, settings.seed
+    space_name, device = settings.space, settings.device
+
+    def trainable(config: dict) -> None:
+        import torch
+        from search_spaces import get_space as _get_space
+
+        from automl.data import load_dataset as _load
+        from automl.reporting import report as _report
+        from automl.trainer import train as _train
+
+        def on_epoch(record: Any) -> None:
+            _report(record, metric=metric)  # to ray.tune.report; the scheduler decides
+
+        torch.set_num_threads(1)
+        space_ = _get_space(space_name)
+        cfg = {k: config[k] for k in space_.names}
+        _train(space_, cfg, _load(name), epochs=epochs, seed=trial_seed(base_seed, cfg), device=device, on_epoch=on_epoch)
+
+    scheduler = ray_scheduler(settings.pruner, settings.epochs)
+    started_here = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if settings.ray_address:
+            ray.init(address=settings.ray_address, **kwargs)
+        else:
+            ray.init(num_cpus=settings.n_jobs, **kwargs)
+        started_here = True
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            param_space=space.param_space(),
+            tune_config=tune.TuneConfig(
+                metric=metric,
+                mode="max" if settings.direction == "maximize" else "min",
+                num_samples=settings.trials,
+                scheduler=scheduler,
+                search_alg=BasicVariantGenerator(random_state=settings.seed),
+                max_concurrent_trials=settings.n_jobs,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=settings.study_name,
+                storage_path=str(Path("ray_results").resolve()),
+                verbose=0,
+                callbacks=[OptunaRecorder(study, space, metric, type(scheduler).__name__, on_trial_done)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+    return optuna.load_study(study_name=study.study_name, storage=study._storage)  # noqa: SLF001
+
+
+class OptunaRecorder(Callback):
+    """Adds each finished Ray Tune trial to the Optuna study, with its curve and prune reason."""
+
+    def __init__(self, study: Any, space: Any, metric: str, scheduler_name: str,
+                 on_trial_done: Optional[Callable[[Any], None]] = None) -> None:
+        self._study, self._space, self._metric, self._on_done = study, space, metric, on_trial_done
+        self._scheduler_name = scheduler_name
+        self._curves: dict[str, dict[int, float]] = {}
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self._metric in result and "epoch" in result:
+            value = result[self._metric]
+            self._curves.setdefault(trial.trial_id, {})[int(result["epoch"])] = float("nan") if value is None else float(value)
+
+    def _add(self, trial: Any, failed: bool) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        curve = self._curves.pop(trial.trial_id, {})
+        last = dict(getattr(trial, "last_result", {}) or {})
+        reason = last.get("prune_reason")
+        config = {k: trial.config[k] for k in self._space.names}
+        user_attrs = {"ray_trial_id": trial.trial_id, "epochs": max(curve) if curve else 0}
+        if failed:
+            state, value = TrialState.FAIL, None
+        elif reason is not None and last.get("prune_action", "prune") == "prune":
+            state, value = TrialState.PRUNED, None
+            user_attrs.update({k: last.get(k) for k in ("prune_reason", "prune_epoch", "prune_source", "predicted_final")})
+        else:
+            value = curve[max(curve)] if curve else float("nan")
+            state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
+            value = value if state == TrialState.COMPLETE else None
+            if reason is None and curve and max(curve) < int(self._study.user_attrs.get("epochs", max(curve))):
+                state, value = TrialState.PRUNED, None  # stopped by a built-in Ray scheduler
+                user_attrs["prune_reason"] = f"stopped by Ray Tune's {self._scheduler_name} at epoch {max(curve)}"
+        frozen = optuna.trial.create_trial(
+            state=state,
+            value=value,
+            params=config,
+            distributions=self._space.distributions(),
+            user_attrs=user_attrs,
+            intermediate_values={k: v for k, v in curve.items()},
+        )
+        self._study.add_trial(frozen)
+        if self._on_done is not None:
+            self._on_done(frozen)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._add(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._add(trial, failed=True)

@@ -1,0 +1,195 @@
+"""``automl``: the command-line shell over the library (search, show).
+
+Every usage error is one line on stderr naming the bad value and the valid choices, exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any, Optional
+
+import click
+
+from automl.data import DATASETS
+from automl.search import BACKENDS, PRUNERS
+
+__all__ = ["cli", "main"]
+
+_SPACES = ("mlp", "cnn", "resnet")  # checked against search_spaces.SPACES in a test
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="automl-signals")
+def cli() -> None:
+    """Model selection that stops bad trials early, with a reason for every stop."""
+
+
+def _storage_option(f):
+    return click.option(
+        "--storage",
+        default="sqlite:///automl.db",
+        show_default=True,
+        help="Optuna storage: sqlite:///FILE, journal:///FILE, postgresql+psycopg://USER@HOST/DB, or memory.",
+    )(f)
+
+
+@cli.command()
+@click.option("--space", type=click.Choice(_SPACES), required=True, help="Candidate family.")
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Bundled dataset.")
+@click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Budget per trial.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="optuna", show_default=True)
+@click.option("--pruner", type=click.Choice(PRUNERS), default="signal", show_default=True)
+@click.option("--metric", type=click.Choice(("val_acc", "val_loss")), default="val_acc", show_default=True)
+@_storage_option
+@click.option("--study", "study_name", default=None, help="Study name (default: SPACE-DATASET-PRUNER-seedSEED).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Trials in parallel.")
+@click.option("--ray-address", default=None, help="Ray cluster address (e.g. 'auto'); default: a local Ray.")
+@click.option("--overwrite", is_flag=True, help="Delete a study of the same name first (default: add trials to it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard and summary as JSON.")
+def search(
+    space: str,
+    dataset: str,
+    trials: int,
+    epochs: int,
+    backend: str,
+    pruner: str,
+    metric: str,
+    storage: str,
+    study_name: Optional[str],
+    seed: int,
+    n_jobs: int,
+    ray_address: Optional[str],
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Run a search, show progress, print the leaderboard, and keep the study in STORAGE."""
+    import optuna
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from automl.search import SearchSettings, run_search
+    from automl.storage import StorageError, open_storage
+
+    settings = SearchSettings(
+        space=space, dataset=dataset, trials=trials, epochs=epochs, backend=backend, pruner=pruner, metric=metric,
+        storage=storage, study=study_name, seed=seed, n_jobs=n_jobs, ray_address=ray_address,
+    )
+    try:
+        open_storage(storage)  # fail fast, before data and models load
+    except StorageError as exc:
+        raise click.UsageError(str(exc)) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=_console(stderr=True), transient=False, disable=as_json,
+    ) as progress:
+        task = progress.add_task(f"{settings.study_name}", total=trials, info="")
+        counts: dict[str, int] = {}
+
+        def on_trial_done(trial: Any) -> None:
+            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+            progress.update(task, advance=1, info=", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
+
+        try:
+            study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)
+
+
+@cli.command()
+@click.argument("study_name", metavar="STUDY")
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard and summary as JSON.")
+def show(study_name: str, storage: str, as_json: bool) -> None:
+    """Print a stored study's leaderboard again."""
+    import optuna
+
+    from automl.storage import StorageError, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        st = open_storage(storage, must_exist=True)
+    except StorageError as exc:
+        raise click.UsageError(str(exc)) from None
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    if study_name not in names:
+        raise click.UsageError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}.")
+    _print_study(optuna.load_study(study_name=study_name, storage=st), as_json=as_json, storage=storage)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    def f(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={f(v)}" for k, v in params.items())
+
+
+def _print_study(study: Any, *, as_json: bool, storage: str, wall_s: Optional[float] = None) -> None:
+    from rich.table import Table
+
+    from automl.search import leaderboard, summarize
+
+    rows, summary = leaderboard(study), summarize(study)
+    if wall_s is not None:
+        summary["wall_s"] = round(wall_s, 1)
+    if as_json:
+        clean = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None  # noqa: E731
+        out = {"summary": summary, "leaderboard": [{k: clean(v) for k, v in r.items()} for r in rows]}
+        click.echo(json.dumps(out, indent=2))
+        return
+    metric = summary["metric"]
+    table = Table(title=f"study {study.study_name} ({metric}, {summary['direction']})")
+    for col, just in (("trial", "right"), ("state", "left"), (metric, "right"), ("epochs", "right"), ("params", "left"), ("reason", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for r in rows:
+        value = "" if r["value"] is None else f"{r['value']:.4f}"
+        table.add_row(str(r["number"]), r["state"], value, str(r["epochs"]), _fmt_params(r["params"]), r["reason"])
+    console = _console()
+    console.print(table)
+    states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
+    full = summary["epochs_full_budget"]
+    share = f" ({summary['epochs_used'] / full:.0%} of the full budget {full})" if full else ""
+    best = (
+        f"best {metric} {summary['best_value']:.4f} (trial {summary['best_trial']})"
+        if summary["best_value"] is not None
+        else "no finished trial"
+    )
+    took = f" in {summary['wall_s']} s" if "wall_s" in summary else ""
+    console.print(f"{summary['trials']} trials ({states}){took}; {summary['epochs_used']} epochs{share}; {best}.")
+    console.print(f"stored in {storage} as {study.study_name!r}: automl show {study.study_name} --storage {storage}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: click without its multi-line usage box; errors are one line, exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="automl", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `automl`: the help is what the user wants
+        click.echo(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+        sys.exit(0)
+    except click.UsageError as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""Run a search end to end: a declared space, a bundled dataset, Optuna or Ray Tune, a pruner.
+
+Both backends persist every trial in an Optuna storage (Ray's trials are added to the study as
+they finish), so ``automl show``, the service and optuna-dashboard read one place, whichever
+backend ran the search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automl.records import METRICS
+
+__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
+
+PRUNERS = ("signal", "median", "asha", "hyperband", "none")
+BACKENDS = ("optuna", "ray")
+
+
+class SearchSettings(BaseModel):
+    """Everything that defines a search (validated on construction)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    space: str
+    dataset: str
+    trials: int = Field(30, ge=1)
+    epochs: int = Field(20, ge=1)
+    backend: Literal["optuna", "ray"] = "optuna"
+    pruner: Literal["signal", "median", "asha", "hyperband", "none"] = "signal"
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
+    storage: str = "sqlite:///automl.db"
+    study: Optional[str] = None
+    seed: int = 0
+    n_jobs: int = Field(1, ge=1)
+    device: str = "cpu"
+    ray_address: Optional[str] = None
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    @property
+    def study_name(self) -> str:
+        return self.study or f"{self.space}-{self.dataset}-{self.pruner}-seed{self.seed}"
+
+
+def trial_seed(seed: int, config: Mapping[str, Any]) -> int:
+    """The model/batch-order seed of a configuration: the same for the same config and search
+    seed, whichever backend or worker trains it (no hidden global randomness)."""
+    text = json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True, default=str)
+    return zlib.crc32(f"{seed}:{text}".encode()) & 0x7FFFFFFF
+
+
+def optuna_pruner(name: str, epochs: int) -> Any:
+    """The Optuna pruner a CLI name stands for (built-ins with their default settings)."""
+    import optuna
+
+    from pruners import SignalPruner
+
+    if name == "signal":
+        return SignalPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}.")
+
+
+def ray_scheduler(name: str, epochs: int) -> Any:
+    """The Ray Tune scheduler a CLI name stands for (metric and mode come from ``TuneConfig``)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    from pruners import SignalScheduler
+
+    if name == "signal":
+        return SignalScheduler(time_attr="epoch")
+    if name == "median":
+        return MedianStoppingRule(time_attr="epoch", grace_period=1, min_samples_required=5)
+    if name == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1)
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="epoch", max_t=epochs)
+    if name == "none":
+        return FIFOScheduler()
+    raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}.")
+
+
+def _create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None, overwrite: bool = False) -> Any:
+    import optuna
+
+    if overwrite:
+        try:
+            optuna.delete_study(study_name=settings.study_name, storage=storage)
+        except KeyError:
+            pass
+    study = optuna.create_study(
+        study_name=settings.study_name,
+        storage=storage,
+        direction=settings.direction,
+        pruner=pruner,
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != settings.direction:
+        raise ValueError(
+            f"study {settings.study_name!r} already exists with direction {study.direction.name.lower()}, "
+            f"but metric {settings.metric} is to be {settings.direction}d; use another --study or --overwrite."
+        )
+    study.set_metric_names([settings.metric])
+    for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed"):
+        study.set_user_attr(key, getattr(settings, key))
+    return study
+
+
+def run_search(
+    settings: SearchSettings,
+    *,
+    overwrite: bool = False,
+    on_trial_done: Optional[Callable[[Any], None]] = None,
+) -> Any:
+    """Run the search and return the Optuna study holding its trials.
+
+    Args:
+        settings: what to search (space, dataset, budget, backend, pruner, storage, seed).
+        overwrite: delete an existing study of the same name first (else add trials to it).
+        on_trial_done: called with each finished ``FrozenTrial`` (e.g. to advance a progress bar).
+    """
+    from search_spaces import get_space
+
+    from automl.data import load_dataset
+    from automl.storage import open_storage
+
+    space = get_space(settings.space)
+    data = load_dataset(settings.dataset)
+    space.check_input_shape(data.input_shape)
+    storage = open_storage(settings.storage)
+    if settings.backend == "optuna":
+        return _run_optuna(settings, space, data, storage, overwrite, on_trial_done)
+    from automl._ray_search import run_ray
+
+    study = _create_study(settings, storage, overwrite=overwrite)
+    return run_ray(settings, space, study, on_trial_done)
+
+
+def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
+    import optuna
+    import torch
+
+    from automl.reporting import report
+    from automl.trainer import train
+
+    study = _create_study(settings, storage, pruner=optuna_pruner(settings.pruner, settings.epochs), overwrite=overwrite)
+    if settings.n_jobs > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
+
+    def objective(trial: optuna.Trial) -> float:
+        config = space.suggest(trial)
+        seed = trial_seed(settings.seed, config)
+        trial.set_user_attr("seed", seed)
+
+        def on_epoch(record):
+            report(record, trial, metric=settings.metric)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
+
+        result = train(space, config, data, epochs=settings.epochs, seed=seed, device=settings.device, on_epoch=on_epoch)
+        trial.set_user_attr("epochs", result.epochs)
+        return result.final(settings.metric)
+
+    callbacks = [lambda study, trial: on_trial_done(trial)] if on_trial_done else []
+    study.optimize(objective, n_trials=settings.trials, n_jobs=settings.n_jobs, callbacks=callbacks, catch=(RuntimeError,))
+    return study
+
+
+def leaderboard(study: Any) -> list[dict[str, Any]]:
+    """One row per trial: number, state, params, value, epochs, reason; best finished first."""
+    from automl.reporting import records_from_user_attrs
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        epochs = t.user_attrs.get("epochs")
+        if epochs is None:
+            epochs = t.last_step or len(records_from_user_attrs(t.user_attrs)) or 0
+        reason = t.user_attrs.get("prune_reason") or t.system_attrs.get("fail_reason") or ""
+        rows.append(
+            {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value, "epochs": int(epochs), "reason": reason}
+        )
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    order = {"COMPLETE": 0, "RUNNING": 1, "PRUNED": 2, "FAIL": 3, "WAITING": 4}
+
+    def key(r: dict[str, Any]) -> tuple:
+        v = r["value"]
+        return (order.get(r["state"], 5), sign * v if v is not None and math.isfinite(v) else math.inf, r["number"])
+
+    return sorted(rows, key=key)
+
+
+def summarize(study: Any) -> dict[str, Any]:
+    """Totals over a study: trials by state, epochs consumed against the full budget, the best trial."""
+    rows = leaderboard(study)
+    budget = int(study.user_attrs.get("epochs", 0)) or max((r["epochs"] for r in rows), default=0)
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = complete[0] if complete else None
+    used = sum(r["epochs"] for r in rows)
+    return {
+        "study": study.study_name,
+        "metric": (study.metric_names or ["value"])[0],
+        "direction": study.direction.name.lower(),
+        "trials": len(rows),
+        "states": states,
+        "epochs_used": used,
+        "epochs_full_budget": budget * len(rows),
+        "best_trial": best["number"] if best else None,
+        "best_value": best["value"] if best else None,
+    }

@@ -1,0 +1,72 @@
+"""Open an Optuna storage from a URL, with an error that says what was wrong.
+
+- ``sqlite:///automl.db`` (default): one process, no server.
+- ``journal:///path/to/study.log`` (or any path ending in ``.log``/``.journal``): several processes
+  on one machine, through ``JournalStorage(JournalFileBackend(path))``.
+- ``postgresql+psycopg://user:pass@host/db`` (any SQLAlchemy URL): several machines.
+- ``memory``: in-memory, for tests and throwaway runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["open_storage", "StorageError"]
+
+
+class StorageError(ValueError):
+    """The storage URL is malformed or the storage cannot be reached."""
+
+
+def _journal_path(url: str) -> str | None:
+    if url.startswith("journal://"):
+        return url[len("journal://"):] or None
+    if url.endswith((".log", ".journal")) and "://" not in url:
+        return url
+    return None
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> Any:
+    """An Optuna storage for ``url`` (see the module docstring); raises ``StorageError``.
+
+    With ``must_exist``, a SQLite or journal file that is not there is an error instead of
+    being created (for commands that only read).
+    """
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f"storage must be a URL such as sqlite:///automl.db, but got {url!r}.")
+    url = url.strip()
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
+    path = _journal_path(url)
+    if path is not None:
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise StorageError(f"cannot open storage {url!r}: folder {str(parent)!r} does not exist.")
+        if must_exist and not Path(path).expanduser().exists():
+            raise StorageError(f"cannot open storage {url!r}: file {path!r} does not exist.")
+        return JournalStorage(JournalFileBackend(str(Path(path).expanduser())))
+    if "://" not in url:
+        raise StorageError(
+            f"cannot open storage {url!r}: expected sqlite:///FILE, journal:///FILE, "
+            "postgresql+psycopg://USER@HOST/DB or memory."
+        )
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):]
+        if db and db != ":memory:":
+            parent = Path(db).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StorageError(f"cannot open storage {url!r}: folder {str(parent)!r} does not exist.")
+            if must_exist and not Path(db).expanduser().exists():
+                raise StorageError(f"cannot open storage {url!r}: file {db!r} does not exist.")
+    try:
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"cannot open storage {url!r}: driver {exc.name!r} is not installed (pip install {exc.name}).") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or host
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {url!r}: {first_line}") from None

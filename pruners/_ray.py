@@ -1,0 +1,165 @@
+"""``SignalScheduler``: a Ray Tune scheduler that asks ``automl.decide``, like ``SignalPruner``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from typing import Any, Optional
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from automl.decision import Policy, Population, TrialHistory, Verdict, decide
+
+__all__ = ["SignalScheduler"]
+
+logger = logging.getLogger(__name__)
+
+_MODES = {"min": "minimize", "max": "maximize"}
+# Result keys that decide() reads as the trial's latest record (as reported by automl.report).
+_RECORD_KEYS = ("epoch", "train_loss", "val_loss")
+
+
+class SignalScheduler(FIFOScheduler):
+    """Stop Ray Tune trials on the same evidence, and with the same decision, as ``SignalPruner``.
+
+    Trials run in submission order (FIFO). After each result the scheduler calls
+    :func:`automl.decide` with the trial's metric per ``time_attr`` step and the population of
+    all trials it has seen; a ``prune`` (or ``converged``) verdict returns ``STOP``. The reason is
+    logged and written into the trial's last result as ``prune_reason``, ``prune_epoch``,
+    ``prune_source`` and ``predicted_final`` (so it is in ``ResultGrid`` metrics).
+
+    Args:
+        policy: thresholds of the decision (``automl.Policy``).
+        metric, mode: usually left to ``tune.TuneConfig(metric=..., mode=...)``.
+        time_attr: the step key of results; ``training_iteration`` (one per ``tune.report``)
+            or ``epoch`` as reported by ``automl.report``.
+
+    A result whose metric is ``nan``/``inf`` (a diverged trial) is stopped with the reason
+    "diverged at epoch N"; a result missing the metric is skipped.
+
+    Example:
+        >>> from ray import tune
+        >>> scheduler = SignalScheduler()
+        >>> config = tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler)
+        >>> scheduler.set_search_properties("val_loss", "min")
+        False
+    """
+
+    def __init__(
+        self,
+        policy: Optional[Policy] = None,
+        *,
+        metric: Optional[str] = None,
+        mode: Optional[str] = None,
+        time_attr: str = "training_iteration",
+    ) -> None:
+        super().__init__()
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
+        if mode is not None and mode not in _MODES:
+            raise ValueError(f"mode must be 'min' or 'max', but got {mode!r}.")
+        if not isinstance(time_attr, str) or not time_attr:
+            raise ValueError(f"time_attr must be a non-empty string, but got {time_attr!r}.")
+        self._policy = policy or Policy()
+        self._metric = metric
+        self._mode = mode
+        self._time_attr = time_attr
+        self._trials: dict[str, TrialHistory] = {}
+        self._verdicts: dict[str, Verdict] = {}
+
+    # -- search properties -------------------------------------------------------------------
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        if mode is not None and mode not in _MODES:
+            raise ValueError(f"mode must be 'min' or 'max', but got {mode!r}.")
+        self._metric = metric or self._metric
+        self._mode = mode or self._mode
+        return True
+
+    def _require_properties(self) -> None:
+        if not self._metric or not self._mode:
+            raise ValueError(
+                f"SignalScheduler needs a metric and a mode (got metric={self._metric!r}, mode={self._mode!r}); "
+                "pass them to tune.TuneConfig(metric=..., mode=...) or to the scheduler."
+            )
+
+    @property
+    def verdicts(self) -> dict[str, Verdict]:
+        """Verdicts of the trials this scheduler stopped, by trial id."""
+        return dict(self._verdicts)
+
+    # -- callbacks -----------------------------------------------------------------------------
+    def _entry(self, trial: Any) -> TrialHistory:
+        tid = trial.trial_id
+        hist = self._trials.get(tid)
+        if hist is None:
+            hist = TrialHistory(len(self._trials), {}, "RUNNING")
+            self._trials[tid] = hist
+        return hist
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._require_properties()
+        self._entry(trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        self._require_properties()
+        if self._metric not in result or self._time_attr not in result:
+            return TrialScheduler.CONTINUE
+        hist = self._entry(trial)
+        raw = result[self._metric]
+        value = float("nan") if raw is None else float(raw)
+        hist.values[int(result[self._time_attr])] = value  # type: ignore[index]
+        others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
+        population = Population(others, direction=_MODES[self._mode], metric=self._metric)
+        record = {k: result[k] for k in _RECORD_KEYS if k in result}
+        current = TrialHistory(hist.number, hist.values, records=(record,))
+        verdict = decide(current, population, self._policy)
+        if verdict.action == "continue":
+            return TrialScheduler.CONTINUE
+        self._verdicts[trial.trial_id] = verdict
+        state = "PRUNED" if verdict.action == "prune" else "COMPLETE"
+        final = value if state == "COMPLETE" and math.isfinite(value) else None
+        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, state, final)
+        logger.info("SignalScheduler stops trial %s: %s", trial.trial_id, verdict.reason)
+        return TrialScheduler.STOP
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        hist = self._entry(trial)
+        verdict = self._verdicts.get(trial.trial_id)
+        if verdict is not None:
+            last = getattr(trial, "last_result", None)
+            if isinstance(last, dict):
+                last.update(
+                    prune_reason=verdict.reason,
+                    prune_epoch=verdict.evidence.get("epoch"),
+                    prune_source=verdict.source,
+                    prune_action=verdict.action,
+                    predicted_final=verdict.predicted_final,
+                )
+            return
+        raw = result.get(self._metric) if result else None
+        final = None if raw is None or not math.isfinite(float(raw)) else float(raw)
+        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "COMPLETE", final)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        hist = self._entry(trial)
+        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "FAIL", None)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        hist = self._entry(trial)
+        if hist.state == "RUNNING":
+            self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "FAIL", None)
+
+    def debug_string(self) -> str:
+        stopped = sum(1 for v in self._verdicts.values() if v.action == "prune")
+        return f"SignalScheduler: {len(self._trials)} trials seen, {stopped} stopped for a reason."
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

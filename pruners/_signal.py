@@ -1,0 +1,148 @@
+"""``SignalPruner``: an Optuna pruner that asks ``automl.decide`` and writes down why."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Literal, Optional, Union
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.decision import Policy, Population, TrialHistory, Verdict, decide
+from automl.reporting import records_from_user_attrs
+
+__all__ = ["SignalPruner", "PRUNE_ATTRS"]
+
+#: User attributes written to a trial the pruner stops.
+PRUNE_ATTRS = ("prune_reason", "prune_epoch", "prune_source", "prune_evidence", "predicted_final")
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class SignalPruner(BasePruner):
+    """Prune trials on evidence from their training state, with a reason stored on the trial.
+
+    The decision is :func:`automl.decide` (shared with the Ray Tune ``SignalScheduler``):
+    a non-finite value prunes at once ("diverged at epoch 3: val_loss=nan"); the current
+    incumbent is never pruned; with enough finished trials, a trial is pruned when even the
+    optimistic end of its forecast final value cannot beat the best finished trial; while that
+    evidence is thin, the fallback decides.
+
+    A pruned trial gets user attributes ``prune_reason`` (one readable sentence),
+    ``prune_epoch``, ``prune_source``, ``prune_evidence`` (the numbers) and ``predicted_final``.
+
+    Args:
+        policy: thresholds of the decision (``automl.Policy``); defaults apply when omitted.
+        fallback: rule while evidence is thin: ``"median"`` (the core's median rule, identical
+            to what the Ray scheduler uses) or any Optuna pruner to wrap, e.g.
+            ``optuna.pruners.SuccessiveHalvingPruner()``.
+        interval_epochs: decide only every this many epochs (divergence is caught at the next
+            decision).
+
+    Works with ``n_jobs > 1``, several processes on one ``JournalStorage`` and RDB storages: it
+    keeps no state a worker could disagree on (finished trials are cached per study, read-only).
+
+    Example:
+        >>> import optuna
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> study = optuna.create_study(pruner=SignalPruner())
+        >>> def objective(trial):
+        ...     x = trial.suggest_float("x", 0, 1)
+        ...     for epoch in range(1, 11):
+        ...         trial.report(x + 1 / epoch, step=epoch)
+        ...         if trial.should_prune():
+        ...             raise optuna.TrialPruned()
+        ...     return x
+        >>> study.optimize(objective, n_trials=20)
+        >>> any(t.state.name == "PRUNED" for t in study.trials)
+        True
+    """
+
+    def __init__(
+        self,
+        policy: Optional[Policy] = None,
+        *,
+        fallback: Union[Literal["median"], BasePruner] = "median",
+        interval_epochs: int = 1,
+    ) -> None:
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
+        if not (fallback == "median" or isinstance(fallback, BasePruner)):
+            raise ValueError(f"fallback must be 'median' or an optuna pruner, but got {fallback!r}.")
+        if isinstance(interval_epochs, bool) or not isinstance(interval_epochs, int) or interval_epochs < 1:
+            raise ValueError(f"interval_epochs must be an integer >= 1, but got {interval_epochs=}.")
+        policy = policy or Policy()
+        self._wrapped = None if isinstance(fallback, str) else fallback
+        self._policy = policy.model_copy(update={"fallback": "none"}) if self._wrapped is not None else policy
+        self._interval = interval_epochs
+        self._cache: dict[tuple[str, int], TrialHistory] = {}
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _history(self, study_name: str, t: FrozenTrial) -> TrialHistory:
+        if t.state in _FINISHED:
+            key = (study_name, t.number)
+            hist = self._cache.get(key)
+            if hist is None or hist.state != t.state.name:
+                hist = TrialHistory(t.number, t.intermediate_values, t.state.name, t.value)
+                self._cache[key] = hist
+            return hist
+        return TrialHistory(t.number, t.intermediate_values, t.state.name, None)
+
+    def verdict(self, study: optuna.Study, trial: FrozenTrial) -> Verdict:
+        """The full verdict for ``trial`` now (``prune`` returns only its boolean)."""
+        if len(study.directions) > 1:
+            raise NotImplementedError("SignalPruner supports single-objective studies only.")
+        metric = (study.metric_names or [None])[0] or "value"
+        name = study.study_name
+        others = [
+            self._history(name, t) for t in study.get_trials(deepcopy=False) if t.number != trial.number
+        ]
+        population = Population(others, direction=study.direction.name.lower(), metric=metric)
+        last_record = records_from_user_attrs(trial.user_attrs)[-1:]
+        current = TrialHistory(trial.number, trial.intermediate_values, records=last_record)
+        return decide(current, population, self._policy)
+
+    # -- BasePruner ------------------------------------------------------------------------
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        if step % self._interval != 0 and all(math.isfinite(v) for v in trial.intermediate_values.values()):
+            return False
+        verdict = self.verdict(study, trial)
+        if verdict.action == "prune":
+            _write_reason(study, trial, verdict)
+            return True
+        if verdict.source == "thin" and self._wrapped is not None and self._wrapped.prune(study, trial):
+            wrapped = type(self._wrapped).__name__
+            reason = f"{wrapped} (fallback while evidence is thin) pruned at epoch {step}: {verdict.reason}"
+            _write_reason(study, trial, verdict.model_copy(update={"action": "prune", "reason": reason, "source": "fallback"}))
+            return True
+        return False
+
+
+def _write_reason(study: optuna.Study, trial: FrozenTrial, verdict: Verdict) -> None:
+    """Store the verdict on the trial itself. ``prune`` receives a frozen copy, so this goes
+    through the study's storage (thread- and process-safe as the storage is)."""
+    data = json.loads(verdict.model_dump_json())  # non-finite numbers become null
+    storage = study._storage  # noqa: SLF001 - the pruner API hands a frozen copy; the storage is the trial
+    attrs = {
+        "prune_reason": verdict.reason,
+        "prune_epoch": trial.last_step,
+        "prune_source": verdict.source,
+        "prune_evidence": data["evidence"],
+        "predicted_final": data["predicted_final"],
+    }
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial._trial_id, key, value)  # noqa: SLF001
