@@ -85,6 +85,13 @@ class OptunaRecorder(Callback):
         self._scheduler_name = scheduler_name
         self._curves: dict[str, dict[int, float]] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks into its experiment checkpoint; the live study (storage locks)
+        # and the progress hook stay with this process.
+        state = self.__dict__.copy()
+        state["_study"] = state["_on_done"] = None
+        return state
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self._metric in result and "epoch" in result:
             value = result[self._metric]

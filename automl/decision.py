@@ -8,7 +8,8 @@ a storage, and has no randomness, so any verdict can be reproduced from stored r
 Order of checks (cheapest and most certain first):
 
 1. no value yet -> continue;
-2. a non-finite metric value -> prune ("diverged at epoch 3: val_loss=nan");
+2. a non-finite metric value, or a non-finite loss in the last record -> prune
+   ("diverged at epoch 3: val_loss=nan"); then, at the budget (``max_epochs``) -> continue;
 3. the current incumbent (best value at this epoch among all trials, or already better than
    every finished trial) -> continue, always;
 4. enough finished peers seen at this epoch -> curve forecast: prune when even its optimistic
@@ -33,7 +34,7 @@ __all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide"]
 
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
-Source = Literal["no_data", "divergence", "incumbent", "curve", "fallback", "thin"]
+Source = Literal["no_data", "budget", "divergence", "incumbent", "curve", "fallback", "thin"]
 
 _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
@@ -70,6 +71,7 @@ class Population:
     trials: Sequence[TrialHistory]
     direction: Direction = "minimize"
     metric: str = "value"
+    max_epochs: Optional[int] = None  # the budget; at it, stopping saves nothing
 
     def __post_init__(self) -> None:
         if self.direction not in ("minimize", "maximize"):
@@ -114,8 +116,8 @@ class Verdict(BaseModel):
         reason: one sentence, e.g. ``"diverged at epoch 3: val_loss=nan"``.
         evidence: the numbers the reason rests on (JSON-ready; non-finite as ``None``).
         predicted_final: the forecast final metric value, in the metric's own units.
-        source: which check decided (``divergence``, ``incumbent``, ``curve``, ``fallback``,
-            ``thin``, ``no_data``).
+        source: which check decided (``divergence``, ``budget``, ``incumbent``, ``curve``,
+            ``fallback``, ``thin``, ``no_data``).
     """
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
@@ -198,6 +200,14 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
                     evidence={"epoch": epoch, key: None},
                     source="divergence",
                 )
+
+    if population.max_epochs is not None and step >= population.max_epochs:
+        return Verdict(
+            action="continue",
+            reason=f"budget reached at epoch {step}: stopping now would save nothing",
+            evidence={"epoch": step, "max_epochs": population.max_epochs},
+            source="budget",
+        )
 
     sign = 1.0 if population.direction == "minimize" else -1.0
     current = sign * values[step]

@@ -67,7 +67,7 @@ def optuna_pruner(name: str, epochs: int) -> Any:
     from pruners import SignalPruner
 
     if name == "signal":
-        return SignalPruner()
+        return SignalPruner(max_epochs=epochs)
     if name == "median":
         return optuna.pruners.MedianPruner()
     if name == "asha":
@@ -86,7 +86,7 @@ def ray_scheduler(name: str, epochs: int) -> Any:
     from pruners import SignalScheduler
 
     if name == "signal":
-        return SignalScheduler(time_attr="epoch")
+        return SignalScheduler(time_attr="epoch", max_t=epochs)
     if name == "median":
         return MedianStoppingRule(time_attr="epoch", grace_period=1, min_samples_required=5)
     if name == "asha":

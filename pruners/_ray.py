@@ -34,6 +34,8 @@ class SignalScheduler(FIFOScheduler):
         metric, mode: usually left to ``tune.TuneConfig(metric=..., mode=...)``.
         time_attr: the step key of results; ``training_iteration`` (one per ``tune.report``)
             or ``epoch`` as reported by ``automl.report``.
+        max_t: the budget in ``time_attr`` units, if known (as in Ray's ``ASHAScheduler``): a
+            trial at it is never stopped, which would save nothing and lose its result.
 
     A result whose metric is ``nan``/``inf`` (a diverged trial) is stopped with the reason
     "diverged at epoch N"; a result missing the metric is skipped.
@@ -53,6 +55,7 @@ class SignalScheduler(FIFOScheduler):
         metric: Optional[str] = None,
         mode: Optional[str] = None,
         time_attr: str = "training_iteration",
+        max_t: Optional[int] = None,
     ) -> None:
         super().__init__()
         if policy is not None and not isinstance(policy, Policy):
@@ -61,6 +64,9 @@ class SignalScheduler(FIFOScheduler):
             raise ValueError(f"mode must be 'min' or 'max', but got {mode!r}.")
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a non-empty string, but got {time_attr!r}.")
+        if max_t is not None and (isinstance(max_t, bool) or not isinstance(max_t, int) or max_t < 1):
+            raise ValueError(f"max_t must be an integer >= 1 or None, but got {max_t=}.")
+        self._max_t = max_t
         self._policy = policy or Policy()
         self._metric = metric
         self._mode = mode
@@ -112,7 +118,7 @@ class SignalScheduler(FIFOScheduler):
         value = float("nan") if raw is None else float(raw)
         hist.values[int(result[self._time_attr])] = value  # type: ignore[index]
         others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
-        population = Population(others, direction=_MODES[self._mode], metric=self._metric)
+        population = Population(others, direction=_MODES[self._mode], metric=self._metric, max_epochs=self._max_t)
         record = {k: result[k] for k in _RECORD_KEYS if k in result}
         current = TrialHistory(hist.number, hist.values, records=(record,))
         verdict = decide(current, population, self._policy)

@@ -38,8 +38,10 @@ class SignalPruner(BasePruner):
         fallback: rule while evidence is thin: ``"median"`` (the core's median rule, identical
             to what the Ray scheduler uses) or any Optuna pruner to wrap, e.g.
             ``optuna.pruners.SuccessiveHalvingPruner()``.
-        interval_epochs: decide only every this many epochs (divergence is caught at the next
-            decision).
+        interval_epochs: decide only every this many epochs (a non-finite value is acted on
+            at once whatever the interval).
+        max_epochs: the budget per trial, if known: a trial at its last epoch is never pruned
+            (that would save nothing and lose its result).
 
     Works with ``n_jobs > 1``, several processes on one ``JournalStorage`` and RDB storages: it
     keeps no state a worker could disagree on (finished trials are cached per study, read-only).
@@ -66,6 +68,7 @@ class SignalPruner(BasePruner):
         *,
         fallback: Union[Literal["median"], BasePruner] = "median",
         interval_epochs: int = 1,
+        max_epochs: Optional[int] = None,
     ) -> None:
         if policy is not None and not isinstance(policy, Policy):
             raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
@@ -73,6 +76,9 @@ class SignalPruner(BasePruner):
             raise ValueError(f"fallback must be 'median' or an optuna pruner, but got {fallback!r}.")
         if isinstance(interval_epochs, bool) or not isinstance(interval_epochs, int) or interval_epochs < 1:
             raise ValueError(f"interval_epochs must be an integer >= 1, but got {interval_epochs=}.")
+        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1):
+            raise ValueError(f"max_epochs must be an integer >= 1 or None, but got {max_epochs=}.")
+        self._max_epochs = max_epochs
         policy = policy or Policy()
         self._wrapped = None if isinstance(fallback, str) else fallback
         self._policy = policy.model_copy(update={"fallback": "none"}) if self._wrapped is not None else policy
@@ -108,7 +114,9 @@ class SignalPruner(BasePruner):
         others = [
             self._history(name, t) for t in study.get_trials(deepcopy=False) if t.number != trial.number
         ]
-        population = Population(others, direction=study.direction.name.lower(), metric=metric)
+        population = Population(
+            others, direction=study.direction.name.lower(), metric=metric, max_epochs=self._max_epochs
+        )
         last_record = records_from_user_attrs(trial.user_attrs)[-1:]
         current = TrialHistory(trial.number, trial.intermediate_values, records=last_record)
         return decide(current, population, self._policy)
