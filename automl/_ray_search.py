@@ -58,8 +58,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
                 mode="max" if settings.direction == "maximize" else "min",
                 num_samples=settings.trials,
                 scheduler=scheduler,
-                search_alg=BasicVariantGenerator(random_state=settings.seed),
-                max_concurrent_trials=settings.n_jobs,
+                search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.n_jobs),
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(

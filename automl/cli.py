@@ -5,6 +5,7 @@ Every usage error is one line on stderr naming the bad value and the valid choic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -96,7 +97,9 @@ def search(
             progress.update(task, advance=1, info=", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
 
         try:
-            study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
+            # stdout carries only the leaderboard (or its JSON); Ray's own chatter goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)

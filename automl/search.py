@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -119,7 +120,9 @@ def _create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None,
             f"study {settings.study_name!r} already exists with direction {study.direction.name.lower()}, "
             f"but metric {settings.metric} is to be {settings.direction}d; use another --study or --overwrite."
         )
-    study.set_metric_names([settings.metric])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([settings.metric])
     for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed"):
         study.set_user_attr(key, getattr(settings, key))
     return study

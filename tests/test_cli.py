@@ -1,0 +1,87 @@
+"""The `automl` command as a user runs it (a real process, real training on digits)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search_spaces import SPACES
+
+EXE = Path(sys.executable).parent / "automl"
+
+
+def automl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "automl.cli"]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pruner, n_jobs", [("signal", "1"), ("median", "2")])
+def test_search_then_show(tmp_path, pruner, n_jobs):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    out = automl("search", "--space", "mlp", "--dataset", "digits", "--trials", "8", "--epochs", "3",
+                 "--pruner", pruner, "--n-jobs", n_jobs, "--storage", db, "--seed", "0", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    summary, rows = result["summary"], result["leaderboard"]
+    assert summary["trials"] == 8 and len(rows) == 8
+    assert sum(summary["states"].values()) == 8
+    assert summary["epochs_used"] == sum(r["epochs"] for r in rows) <= 8 * 3
+    assert summary["best_value"] is not None and 0.0 < summary["best_value"] <= 1.0
+    assert {"number", "state", "params", "value", "epochs", "reason"} <= set(rows[0])
+    assert rows[0]["state"] == "COMPLETE" and rows[0]["value"] == summary["best_value"]
+    for r in rows:
+        if r["state"] == "PRUNED":
+            assert r["reason"] and r["epochs"] < 3
+    name = summary["study"]
+    shown = automl("show", name, "--storage", db, "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["leaderboard"] == rows
+    table = automl("show", name, "--storage", db, cwd=tmp_path)
+    assert "val_acc" in table.stdout and "8 trials" in table.stdout
+
+
+@pytest.mark.slow
+def test_search_on_ray_backend_lands_in_optuna_storage(tmp_path):
+    db = f"sqlite:///{tmp_path / 'ray.db'}"
+    out = automl("search", "--space", "mlp", "--dataset", "digits", "--trials", "4", "--epochs", "2",
+                 "--backend", "ray", "--pruner", "signal", "--n-jobs", "2", "--storage", db, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["summary"]["trials"] == 4
+    assert all(r["epochs"] >= 1 for r in result["leaderboard"])
+    assert result["summary"]["best_value"] is not None
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["search", "--space", "transformer", "--dataset", "digits"], "'transformer' is not one of 'mlp', 'cnn', 'resnet'"),
+        (["search", "--space", "mlp", "--dataset", "cifar"], "'cifar' is not one of 'digits', 'mnist5k', 'mnist1d'"),
+        (["search", "--space", "mlp", "--dataset", "digits", "--trials", "many"], "'many' is not a valid integer"),
+        (["search", "--space", "mlp", "--dataset", "digits", "--epochs", "0"], "--epochs"),
+        (["search", "--space", "mlp", "--dataset", "digits", "--pruner", "magic"], "'magic' is not one of 'signal'"),
+        (["search", "--space", "mlp", "--dataset", "digits", "--storage", "postgresql+nodriver://u@127.0.0.1:9/db"],
+         "cannot open storage"),
+        (["search", "--space", "resnet", "--dataset", "mnist1d", "--storage", "memory"], "input_shape=(1, 40)"),
+        (["show", "absent", "--storage", "sqlite:///nowhere.db"], "does not exist"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(tmp_path, args, needle):
+    out = automl(*args, cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [l for l in out.stderr.splitlines() if l.strip() and not l.lstrip().startswith(("resnet-", "mlp-"))]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_cli_space_choices_match_declared_spaces():
+    from automl.cli import _SPACES
+
+    assert tuple(SPACES) == _SPACES

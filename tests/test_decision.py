@@ -1,0 +1,221 @@
+"""The decision core: pure, deterministic, symmetric in direction, never prunes the incumbent."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from automl import Policy, Population, TrialHistory, Verdict, decide
+from automl.signals import forecast_final
+
+
+def finished(number: int, curve: list[float]) -> TrialHistory:
+    return TrialHistory(number, {i + 1: v for i, v in enumerate(curve)}, "COMPLETE", curve[-1])
+
+
+def population(curves, direction="minimize", **kw) -> Population:
+    return Population([finished(i, c) for i, c in enumerate(curves)], direction=direction, metric="val_loss", **kw)
+
+
+# Ten finished loss curves 1/(e) + offset, offsets 0..0.9: the best finished final is 0.1.
+CURVES = [[o + 1.0 / e for e in range(1, 11)] for o in np.linspace(0.0, 0.9, 10)]
+
+
+def test_no_values_continues():
+    v = decide(TrialHistory(99, {}), population(CURVES))
+    assert (v.action, v.source) == ("continue", "no_data")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_metric_prunes_with_epoch_in_reason(bad):
+    v = decide(TrialHistory(99, {1: 2.0, 2: 1.0, 3: bad}), population(CURVES))
+    assert v.action == "prune" and v.source == "divergence"
+    assert v.reason.startswith("diverged at epoch 3: val_loss=")
+
+
+def test_earliest_non_finite_is_reported():
+    v = decide(TrialHistory(99, {1: 2.0, 2: float("nan"), 3: float("nan")}), population(CURVES))
+    assert v.reason == "diverged at epoch 2: val_loss=nan"
+
+
+def test_non_finite_loss_in_record_prunes_even_if_metric_finite():
+    # val_acc stays finite (argmax of nan logits) while the loss diverged.
+    records = ({"epoch": 4, "train_loss": None, "val_loss": 2.3},)
+    pop = Population([finished(i, [0.5, 0.6, 0.7, 0.8]) for i in range(6)], direction="maximize", metric="val_acc")
+    v = decide(TrialHistory(99, {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1}, records=records), pop)
+    assert v.action == "prune" and v.reason == "diverged at epoch 4: train_loss=nan"
+
+
+def test_clear_loser_is_pruned_by_curve_with_numbers():
+    loser = TrialHistory(99, {1: 5.0, 2: 4.6})
+    v = decide(loser, population(CURVES))
+    assert v.action == "prune" and v.source == "curve"
+    assert v.evidence["optimistic_final"] > v.evidence["best_finished"]
+    assert v.predicted_final == pytest.approx(v.evidence["predicted_final"])
+    assert "cannot beat the best finished trial #0" in v.reason
+
+
+def test_trial_whose_optimistic_forecast_can_win_continues():
+    # Peers at epoch 1 and their finals: one of them improved by 1.2, so a trial at 1.05 may
+    # still reach below the best final 0.2 at the optimistic end of the band.
+    starts, finals = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], [0.2, 0.3, 0.9, 0.5, 0.6, 0.3]
+    pop = population([[s, f] for s, f in zip(starts, finals)])
+    v = decide(TrialHistory(99, {1: 1.05}), pop)
+    assert (v.action, v.source) == ("continue", "curve")
+    assert v.evidence["optimistic_final"] < v.evidence["best_finished"] < v.evidence["predicted_final"]
+
+
+def test_step_leader_is_incumbent():
+    v = decide(TrialHistory(99, {1: 1.0, 2: 0.45}), population(CURVES))
+    assert (v.action, v.source) == ("continue", "incumbent")
+
+
+def test_incumbent_better_than_best_finished_is_never_pruned():
+    # Worse than others at this epoch but its best-so-far already beats every finished final.
+    hist = TrialHistory(99, {1: 0.05, 2: 3.0})
+    assert decide(hist, population(CURVES)).source == "incumbent"
+
+
+def test_thin_evidence_uses_median_rule_like_optuna():
+    pop = population(CURVES[:3])  # 3 finished < min_finished=5; median startup = 5 too
+    v = decide(TrialHistory(99, {1: 50.0}), pop)
+    assert v.action == "continue" and v.source == "fallback"
+    v = decide(TrialHistory(99, {1: 50.0}), pop, Policy(min_finished=5, fallback_startup_trials=2))
+    assert v.action == "prune" and v.source == "fallback" and "median rule" in v.reason
+
+
+def test_fallback_none_reports_thin():
+    v = decide(TrialHistory(99, {1: 50.0}), population(CURVES[:3]), Policy(fallback="none"))
+    assert (v.action, v.source) == ("continue", "thin")
+
+
+def test_budget_reached_never_prunes():
+    v = decide(TrialHistory(99, {e: 9.0 for e in range(1, 11)}), population(CURVES, max_epochs=10))
+    assert (v.action, v.source) == ("continue", "budget")
+
+
+def test_trial_itself_in_population_is_skipped():
+    pop = population(CURVES)
+    me = TrialHistory(3, {1: 5.0, 2: 4.6})
+    assert decide(me, pop) == decide(TrialHistory(3, me.values), Population([*pop.trials, me], "minimize", "val_loss"))
+
+
+def test_verdict_is_json_ready_with_nulls():
+    v = decide(TrialHistory(1, {1: float("nan")}), population(CURVES))
+    assert Verdict.model_validate_json(v.model_dump_json()) == v.model_copy(update={"evidence": {"epoch": 1, "value": None}})
+
+
+def test_policy_validates_with_named_field():
+    with pytest.raises(ValueError, match="band"):
+        Policy(band=1.5)
+    with pytest.raises(ValueError, match="min_finished"):
+        Policy(min_finished=0)
+    with pytest.raises(ValueError, match="direction"):
+        Population([], direction="up")
+
+
+# -- property tests ----------------------------------------------------------------------------
+curve_values = st.floats(min_value=-10, max_value=10, allow_nan=False)
+
+
+@st.composite
+def populations(draw):
+    n = draw(st.integers(0, 12))
+    length = draw(st.integers(1, 6))
+    curves = [draw(st.lists(curve_values, min_size=length, max_size=length)) for _ in range(n)]
+    trial = draw(st.lists(curve_values, min_size=1, max_size=length))
+    return curves, trial
+
+
+@settings(max_examples=200, deadline=None)
+@given(populations(), st.sampled_from(["minimize", "maximize"]))
+def test_incumbent_at_its_epoch_is_never_pruned(data, direction):
+    curves, trial = data
+    pop = Population([finished(i, c) for i, c in enumerate(curves)], direction=direction)
+    step = len(trial)
+    sign = 1 if direction == "minimize" else -1
+    others = [sign * c[step - 1] for c in curves if len(c) >= step]
+    hist = TrialHistory(99, {i + 1: v for i, v in enumerate(trial)})
+    v = decide(hist, pop)
+    if not others or sign * trial[-1] <= min(others):
+        assert v.action == "continue"
+    assert decide(hist, pop) == v  # deterministic
+
+
+@settings(max_examples=200, deadline=None)
+@given(populations())
+def test_direction_symmetry(data):
+    curves, trial = data
+    hist = TrialHistory(99, {i + 1: v for i, v in enumerate(trial)})
+    neg = TrialHistory(99, {k: -v for k, v in hist.values.items()})
+    pop_min = Population([finished(i, c) for i, c in enumerate(curves)], direction="minimize")
+    pop_max = Population([finished(i, [-x for x in c]) for i, c in enumerate(curves)], direction="maximize")
+    a, b = decide(hist, pop_min), decide(neg, pop_max)
+    assert (a.action, a.source) == (b.action, b.source)
+    if a.predicted_final is not None:
+        assert b.predicted_final == pytest.approx(-a.predicted_final)
+
+
+@settings(max_examples=100, deadline=None)
+@given(populations())
+def test_median_fallback_agrees_with_optuna_median_pruner(data):
+    """While evidence is thin, the core's median rule decides exactly as optuna.MedianPruner."""
+    curves, trial = data
+    policy = Policy(min_finished=10**6, fallback_startup_trials=5)  # always thin: median decides
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
+    for c in curves:
+        t = study.ask()
+        for i, v in enumerate(c):
+            t.report(v, i + 1)
+        study.tell(t, c[-1])
+    t = study.ask()
+    for i, v in enumerate(trial):
+        t.report(v, i + 1)
+    optuna_says = t.should_prune()
+    pop = Population([finished(i, c) for i, c in enumerate(curves)], direction="minimize")
+    v = decide(TrialHistory(t.number, {i + 1: x for i, x in enumerate(trial)}), pop, policy)
+    if v.source == "incumbent":
+        assert v.action == "continue"  # our guard; Optuna's median never prunes the step's best either
+        assert not optuna_says
+    else:
+        assert (v.action == "prune") == optuna_says
+
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+# -- the forecast itself -------------------------------------------------------------------------
+def test_forecast_transfers_neighbour_deltas():
+    now = np.array([1.0, 2.0, 3.0, 10.0])
+    final = np.array([0.5, 1.5, 2.5, 2.0])  # nearest three improve by 0.5
+    fc = forecast_final(2.1, now, final, n_neighbors=3, band=0.8)
+    assert fc.mean == pytest.approx(1.6) and fc.low == pytest.approx(1.6) and fc.n_neighbors == 3
+
+
+def test_forecast_band_orders_and_widens_with_spread():
+    rng = np.random.default_rng(0)
+    now = rng.uniform(0, 1, 50)
+    final = now - rng.uniform(0, 0.5, 50)
+    fc = forecast_final(0.5, now, final, n_neighbors=7, band=0.8)
+    assert fc.low <= fc.mean <= fc.high
+    narrow = forecast_final(0.5, now, final, n_neighbors=7, band=0.2)
+    assert narrow.high - narrow.low < fc.high - fc.low
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((0.5, [1.0, 2.0], [1.0]), "equal-length"),
+        ((0.5, [], []), "non-empty"),
+        ((math.nan, [1.0], [1.0]), "finite"),
+        ((0.5, [math.inf], [1.0]), "finite"),
+    ],
+)
+def test_forecast_rejects_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        forecast_final(args[0], np.array(args[1]), np.array(args[2]))

@@ -1,0 +1,264 @@
+"""Contract tests over every pruner and scheduler, and the Optuna pruner in real studies."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import threading
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from automl import Policy
+from pruners import PRUNE_ATTRS, SignalPruner, SignalScheduler
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+# Finished loss curves (minimize): offsets 0..0.9 on 1/epoch.
+FINISHED = [[o / 10 + 1.0 / e for e in range(1, 9)] for o in range(10)]
+LOSER = [5.0 + 1.0 / e for e in range(1, 9)]
+
+
+def flip(curve, direction):
+    return curve if direction == "minimize" else [-v for v in curve]
+
+
+# -- one driver per kind of adapter: feed finished trials, then a new trial epoch by epoch -------
+class OptunaDriver:
+    name = "optuna"
+
+    def __init__(self, pruner, direction):
+        self.study = optuna.create_study(direction=direction, pruner=pruner)
+
+    def finish(self, curve):
+        t = self.study.ask()
+        for i, v in enumerate(curve):
+            t.report(v, i + 1)
+        self.study.tell(t, curve[-1])
+
+    def start(self):
+        self.trial = self.study.ask()
+
+    def step(self, epoch, value) -> bool:
+        self.trial.report(value, epoch)
+        return self.trial.should_prune()
+
+
+class RayDriver:
+    name = "ray"
+
+    def __init__(self, scheduler, direction):
+        self.s = scheduler
+        self.s.set_search_properties("loss", "min" if direction == "minimize" else "max")
+        self.n = 0
+
+    def _new(self):
+        self.n += 1
+        t = Trial("__fake", trial_id=f"t{self.n:03d}", stub=True)
+        self.s.on_trial_add(None, t)
+        return t
+
+    def finish(self, curve):
+        t = self._new()
+        for i, v in enumerate(curve):
+            assert self.s.on_trial_result(None, t, {"loss": v, "training_iteration": i + 1}) in (
+                TrialScheduler.CONTINUE,
+                TrialScheduler.STOP,
+            )
+        self.s.on_trial_complete(None, t, {"loss": curve[-1], "training_iteration": len(curve)})
+
+    def start(self):
+        self.trial = self._new()
+
+    def step(self, epoch, value) -> bool:
+        decision = self.s.on_trial_result(None, self.trial, {"loss": value, "training_iteration": epoch})
+        assert decision in (TrialScheduler.CONTINUE, TrialScheduler.STOP)
+        return decision == TrialScheduler.STOP
+
+
+ADAPTERS = {
+    "SignalPruner": lambda d: OptunaDriver(SignalPruner(), d),
+    "SignalPruner(fallback=SuccessiveHalving)": lambda d: OptunaDriver(
+        SignalPruner(fallback=optuna.pruners.SuccessiveHalvingPruner()), d
+    ),
+    "SignalPruner(policy)": lambda d: OptunaDriver(SignalPruner(Policy(min_finished=3, band=0.9)), d),
+    "SignalScheduler": lambda d: RayDriver(SignalScheduler(), d),
+}
+DIRECTIONS = ["minimize", "maximize"]
+
+
+@pytest.fixture(params=list(ADAPTERS), ids=list(ADAPTERS))
+def make(request):
+    return ADAPTERS[request.param]
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_zero_finished_trials_never_stops(make, direction):
+    d = make(direction)
+    d.start()
+    assert [d.step(e, v) for e, v in enumerate(flip(LOSER, direction), 1)] == [False] * len(LOSER)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_value_stops_at_once(make, direction, bad):
+    d = make(direction)
+    d.start()
+    assert d.step(1, flip([1.0], direction)[0]) is False
+    assert d.step(2, bad) is True
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_loser_stopped_and_winner_kept(make, direction):
+    d = make(direction)
+    for c in FINISHED:
+        d.finish(flip(c, direction))
+    d.start()
+    stops = [d.step(e, v) for e, v in enumerate(flip(LOSER, direction), 1)]
+    assert stops[0] is True, "a clear loser among 10 finished trials is stopped at epoch 1"
+    d.start()
+    winner = [v - 0.5 for v in FINISHED[0]]
+    assert not any(d.step(e, v) for e, v in enumerate(flip(winner, direction), 1))
+
+
+def test_pickle_round_trip(make):
+    d = make("minimize")
+    adapter = d.study.pruner if isinstance(d, OptunaDriver) else d.s
+    for c in FINISHED[:3]:
+        d.finish(c)
+    clone = pickle.loads(pickle.dumps(adapter))
+    assert type(clone) is type(adapter)
+    # The clone decides as the original on the same data.
+    d2 = OptunaDriver(clone, "minimize") if isinstance(d, OptunaDriver) else RayDriver(clone, "minimize")
+    for c in FINISHED:
+        d2.finish(c)
+    d2.start()
+    assert d2.step(1, LOSER[0]) is True
+
+
+# -- Optuna specifics --------------------------------------------------------------------------
+def test_pruned_trial_carries_reason_and_evidence():
+    study = optuna.create_study(pruner=SignalPruner())
+    study.set_metric_names(["val_loss"])
+    for c in FINISHED:
+        t = study.ask()
+        for i, v in enumerate(c):
+            t.report(v, i + 1)
+        study.tell(t, c[-1])
+    t = study.ask()
+    t.report(float("nan"), 1)
+    assert t.should_prune()
+    study.tell(t, state=TrialState.PRUNED)
+    attrs = study.trials[-1].user_attrs
+    assert set(PRUNE_ATTRS) <= set(attrs)
+    assert attrs["prune_reason"] == "diverged at epoch 1: val_loss=nan"
+    t = study.ask()
+    t.report(9.0, 1)
+    assert t.should_prune()
+    study.tell(t, state=TrialState.PRUNED)
+    attrs = study.trials[-1].user_attrs
+    assert attrs["prune_source"] == "curve" and attrs["prune_epoch"] == 1
+    assert attrs["prune_evidence"]["best_finished"] == pytest.approx(FINISHED[0][-1])
+    assert "cannot beat the best finished trial #0" in attrs["prune_reason"]
+
+
+def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
+    calls = []
+
+    class Recording(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            calls.append(trial.number)
+            return True
+
+    study = optuna.create_study(pruner=SignalPruner(fallback=Recording()))
+    t = study.ask()
+    t.report(1.0, 1)
+    assert t.should_prune() is False  # first trial: the step's best, incumbent guard first
+    study.tell(t, 1.0)
+    t = study.ask()
+    t.report(2.0, 1)
+    assert t.should_prune() is True and calls == [1]
+    assert "Recording (fallback while evidence is thin)" in study._storage.get_trial_user_attrs(t._trial_id)["prune_reason"]
+
+
+def test_max_epochs_never_prunes_the_last_epoch():
+    study = optuna.create_study(pruner=SignalPruner(max_epochs=8))
+    for c in FINISHED:
+        t = study.ask()
+        for i, v in enumerate(c):
+            t.report(v, i + 1)
+        study.tell(t, c[-1])
+    t = study.ask()
+    t.report(9.0, 8)
+    assert t.should_prune() is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"interval_epochs": 0}, "interval_epochs"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"fallback": "mean"}, "fallback"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SignalPruner(**kwargs)
+    with pytest.raises(TypeError, match="policy"):
+        SignalPruner({"band": 0.5})
+
+
+def _objective(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    value = math.nan
+    for epoch in range(1, 9):
+        value = float("nan") if x > 0.95 else x + 1.0 / epoch
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return value
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_real_study_with_threads_prunes_and_keeps_best(tmp_path, storage):
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(
+        storage=url, pruner=SignalPruner(), sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    study.optimize(_objective, n_trials=40, n_jobs=4)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.PRUNED) >= 10
+    assert TrialState.FAIL not in states
+    for t in study.trials:
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["prune_reason"]
+    # Nothing pruned could have beaten the best completed trial (the objective is x + 1/8 at the end).
+    best_x = study.best_trial.params["x"]
+    missed = [t.params["x"] for t in study.trials if t.state == TrialState.PRUNED and t.params["x"] < best_x]
+    assert missed == []
+
+
+def test_concurrent_decisions_agree():
+    """Many threads asking about the same trial get the same answer (no shared mutable state)."""
+    study = optuna.create_study(pruner=SignalPruner())
+    for c in FINISHED:
+        t = study.ask()
+        for i, v in enumerate(c):
+            t.report(v, i + 1)
+        study.tell(t, c[-1])
+    t = study.ask()
+    t.report(0.75, 1)
+    answers = []
+
+    def ask():
+        answers.append(t.should_prune())
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(set(answers)) == 1

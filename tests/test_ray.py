@@ -1,0 +1,71 @@
+"""SignalScheduler inside a real Ray Tune run (local Ray, two CPUs, a few seconds)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray import tune  # noqa: E402
+
+from pruners import SignalScheduler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # Ray workers cannot import this test module by name: ship its functions by value.
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def curve_trainable(config):
+    for epoch in range(1, 9):
+        loss = float("nan") if config["x"] > 0.9 and epoch >= 2 else config["x"] + 1.0 / epoch
+        tune.report({"loss": loss, "epoch": epoch})
+
+
+@pytest.mark.slow
+def test_real_tuner_stops_losers_with_reasons(local_ray, tmp_path):
+    # 0.95 diverges at epoch 2; it runs among the first, before any trial has finished.
+    xs = [0.0, 0.95, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.75]
+    scheduler = SignalScheduler(time_attr="epoch", max_t=8)
+    tuner = tune.Tuner(
+        curve_trainable,
+        param_space={"x": tune.grid_search(xs)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler, reuse_actors=True,
+                                    max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
+    )
+    grid = tuner.fit()
+    assert scheduler._metric == "loss" and scheduler._mode == "min"  # taken from TuneConfig
+    results = {r.config["x"]: r.metrics for r in grid}
+    stopped = {x: m for x, m in results.items() if m.get("prune_reason")}
+    assert results[0.95]["prune_reason"].startswith("diverged at epoch 2")
+    assert len(stopped) >= 4, {x: m.get("epoch") for x, m in results.items()}
+    for x, m in stopped.items():
+        assert m["epoch"] < 8 and m["prune_source"] in ("curve", "fallback", "divergence")
+    assert results[0.0]["epoch"] == 8 and "prune_reason" not in results[0.0]
+    best = min(m["loss"] for m in results.values() if not math.isnan(m["loss"]))
+    assert best == pytest.approx(0.0 + 1.0 / 8)
+    assert set(scheduler.verdicts) and all(v.action == "prune" for v in scheduler.verdicts.values())
+
+
+def test_scheduler_needs_metric_and_mode():
+    from ray.tune.experiment import Trial
+
+    s = SignalScheduler()
+    with pytest.raises(ValueError, match="metric and a mode"):
+        s.on_trial_add(None, Trial("__fake", trial_id="a", stub=True))
+    with pytest.raises(ValueError, match="mode"):
+        SignalScheduler(mode="up")
+    with pytest.raises(ValueError, match="max_t"):
+        SignalScheduler(max_t=0)
+    s = SignalScheduler(metric="loss", mode="min")
+    assert s.set_search_properties("acc", "max") is False  # set on construction: kept, as Ray's schedulers do
