@@ -25,6 +25,7 @@ METRICS: dict[str, str] = {
 }
 
 Num = Optional[float]
+_SCALARS = ("lr", "wall_time", "beta_eff")  # other numeric fields metric() may read
 
 
 class LayerStats(BaseModel):
@@ -83,8 +84,8 @@ class EpochRecord(BaseModel):
 
     def metric(self, name: str) -> float:
         """The value of ``name`` as a float; ``nan`` when missing or non-finite (``None`` in JSON)."""
-        if name not in METRICS and name not in type(self).model_fields:
-            raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRICS)}.")
+        if name not in METRICS and name not in _SCALARS:
+            raise ValueError(f"unknown metric {name!r}; expected one of {sorted(METRICS) + sorted(_SCALARS)}.")
         value = getattr(self, name, None)
         return float("nan") if value is None else float(value)
 

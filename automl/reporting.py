@@ -68,5 +68,7 @@ def report(record: EpochRecord, trial: Optional[Any] = None, *, metric: str = "v
 
 def records_from_user_attrs(user_attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The compact records stored by :func:`report`, in epoch order."""
-    keys = sorted(k for k in user_attrs if k.startswith(RECORD_PREFIX))
-    return [user_attrs[k] for k in keys]
+    epochs = sorted(
+        (int(k[len(RECORD_PREFIX):]), k) for k in user_attrs if k.startswith(RECORD_PREFIX) and k[len(RECORD_PREFIX):].isdigit()
+    )
+    return [user_attrs[k] for _, k in epochs]

@@ -89,8 +89,8 @@ def fit(
     Args:
         epochs: the budget (maximum number of epochs).
         lr, optimizer, weight_decay, batch_size: the optimisation hyperparameters.
-        seed: seeds the batch order (and nothing global beyond ``torch.manual_seed`` for init,
-            which the caller controls by building the model after seeding).
+        seed: seeds the batch order and every random draw during training (dropout), in a
+            forked generator: the caller's global torch RNG is left as it was.
         every_k_steps: also log layer activations every k optimizer steps.
         on_epoch: called with each ``EpochRecord``; may raise to abort (the exception
             propagates) or return ``True`` to stop after this epoch.
@@ -102,7 +102,7 @@ def fit(
         raise ValueError(f"epochs must be >= 1, but got {epochs=}.")
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, but got {batch_size=}.")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, but got {lr=}.")
     device = torch.device(device)
     model.to(device)
@@ -112,7 +112,9 @@ def fit(
     n = len(x)
     probe_batch = data.x_val[:probe_batch_size]
     result = TrainResult()
-    with Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps) as probe:
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps) as probe:
+        torch.manual_seed(int(seed))
         for _ in range(int(epochs)):
             model.train()
             order = torch.randperm(n, generator=gen).to(device)
@@ -169,7 +171,7 @@ def train(
         >>> res.epochs, res.final("val_acc") > 0.5
         (2, True)
     """
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # models are built on the CPU, then moved
         torch.manual_seed(int(seed))
         model = space.build_model(config, data.input_shape, data.n_classes)
     return fit(

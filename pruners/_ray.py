@@ -42,9 +42,11 @@ class SignalScheduler(FIFOScheduler):
 
     Example:
         >>> from ray import tune
-        >>> scheduler = SignalScheduler()
+        >>> scheduler = SignalScheduler(time_attr="epoch", max_t=20)
         >>> config = tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler)
-        >>> scheduler.set_search_properties("val_loss", "min")
+        >>> scheduler.set_search_properties("val_loss", "min")  # what Tune does with TuneConfig's
+        True
+        >>> scheduler.set_search_properties("val_acc", "max")  # already set: kept, as Ray's own do
         False
     """
 

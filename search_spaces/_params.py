@@ -61,7 +61,7 @@ class Float:
         return float(rng.uniform(self.low, self.high))
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+        return isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and self.low <= value <= self.high
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,10 @@ class Categorical:
         return self.choices[int(rng.integers(len(self.choices)))]
 
     def contains(self, value: Any) -> bool:
-        return value in self.choices
+        # True == 1 in Python: compare types too, so a bool never passes for an int choice.
+        return any(type(value) is type(c) and value == c for c in self.choices) or (
+            isinstance(value, np.generic) and value.item() in self.choices
+        )
 
 
 Param = Union[Float, Int, Categorical]

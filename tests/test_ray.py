@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from pruners import SignalScheduler  # noqa: E402

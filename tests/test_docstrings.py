@@ -1,0 +1,29 @@
+"""Every public class's docstring example runs (STYLE: one runnable example per public class)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "automl.records",
+    "automl.decision",
+    "automl.signals.curve",
+    "automl.probe",
+    "automl.data",
+    "automl.trainer",
+    "pruners._signal",
+    "pruners._ray",
+    "search_spaces",
+    "search_spaces._params",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no runnable example"
+    assert result.failed == 0

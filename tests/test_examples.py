@@ -1,0 +1,28 @@
+"""The runnable examples run (with a smaller budget) and say what they pruned and why."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "script, args, expect",
+    [
+        ("optuna_pruner.py", ["--trials", "10", "--epochs", "4"], "pruned"),
+        ("ray_tune_search.py", ["--trials", "6", "--epochs", "3"], "stopped early"),
+    ],
+)
+def test_example_runs(tmp_path, script, args, expect):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert expect in out.stdout and "best val_acc" in out.stdout
