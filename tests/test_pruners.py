@@ -22,6 +22,15 @@ FINISHED = [[o / 10 + 1.0 / e for e in range(1, 9)] for o in range(10)]
 LOSER = [5.0 + 1.0 / e for e in range(1, 9)]
 
 
+def tell_finished(study: optuna.Study, curves) -> None:
+    """Add finished trials with these curves to ``study`` through ask/tell."""
+    for c in curves:
+        t = study.ask()
+        for i, v in enumerate(c):
+            t.report(v, i + 1)
+        study.tell(t, c[-1])
+
+
 def flip(curve, direction):
     return curve if direction == "minimize" else [-v for v in curve]
 
@@ -34,10 +43,7 @@ class OptunaDriver:
         self.study = optuna.create_study(direction=direction, pruner=pruner)
 
     def finish(self, curve):
-        t = self.study.ask()
-        for i, v in enumerate(curve):
-            t.report(v, i + 1)
-        self.study.tell(t, curve[-1])
+        tell_finished(self.study, [curve])
 
     def start(self):
         self.trial = self.study.ask()
@@ -143,11 +149,7 @@ def test_pickle_round_trip(make):
 def test_pruned_trial_carries_reason_and_evidence():
     study = optuna.create_study(pruner=SignalPruner())
     study.set_metric_names(["val_loss"])
-    for c in FINISHED:
-        t = study.ask()
-        for i, v in enumerate(c):
-            t.report(v, i + 1)
-        study.tell(t, c[-1])
+    tell_finished(study, FINISHED)
     t = study.ask()
     t.report(float("nan"), 1)
     assert t.should_prune()
@@ -186,11 +188,7 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
 
 def test_max_epochs_never_prunes_the_last_epoch():
     study = optuna.create_study(pruner=SignalPruner(max_epochs=8))
-    for c in FINISHED:
-        t = study.ask()
-        for i, v in enumerate(c):
-            t.report(v, i + 1)
-        study.tell(t, c[-1])
+    tell_finished(study, FINISHED)
     t = study.ask()
     t.report(9.0, 8)
     assert t.should_prune() is False
@@ -244,11 +242,7 @@ def test_real_study_with_threads_prunes_and_keeps_best(tmp_path, storage):
 def test_concurrent_decisions_agree():
     """Many threads asking about the same trial get the same answer (no shared mutable state)."""
     study = optuna.create_study(pruner=SignalPruner())
-    for c in FINISHED:
-        t = study.ask()
-        for i, v in enumerate(c):
-            t.report(v, i + 1)
-        study.tell(t, c[-1])
+    tell_finished(study, FINISHED)
     t = study.ask()
     t.report(0.75, 1)
     answers = []
