@@ -20,6 +20,8 @@ import platform
 import time
 from pathlib import Path
 
+import optuna
+
 from automl.search import PRUNERS, SearchSettings, run_search, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,6 +42,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown pruners {unknown}; choose from {', '.join(PRUNERS)}")
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     for pruner in pruners:
         settings = SearchSettings(
