@@ -10,7 +10,7 @@ from typing import Any, Optional
 import optuna
 from ray.tune import Callback
 
-from automl.search import ray_scheduler, trial_seed
+from automl.search import ray_scheduler, sampler_seed, trial_seed
 
 __all__ = ["run_ray", "OptunaRecorder"]
 
@@ -41,6 +41,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
         _train(space_, cfg, _load(name), epochs=epochs, seed=trial_seed(base_seed, cfg), device=device, on_epoch=on_epoch)
 
     scheduler = ray_scheduler(settings.pruner, settings.epochs)
+    random_state = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)))
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -58,7 +59,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
                 mode="max" if settings.direction == "maximize" else "min",
                 num_samples=settings.trials,
                 scheduler=scheduler,
-                search_alg=BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.n_jobs),
+                search_alg=BasicVariantGenerator(random_state=random_state, max_concurrent=settings.n_jobs),
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
@@ -108,15 +109,17 @@ class OptunaRecorder(Callback):
         if failed:
             state, value = TrialState.FAIL, None
         elif reason is not None and last.get("prune_action", "prune") == "prune":
-            state, value = TrialState.PRUNED, None
+            state, value = TrialState.PRUNED, _last_finite(curve)  # as Optuna stores a pruned trial
             user_attrs.update({k: last.get(k) for k in ("prune_reason", "prune_epoch", "prune_source", "predicted_final")})
         else:
             value = curve[max(curve)] if curve else float("nan")
             state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
             value = value if state == TrialState.COMPLETE else None
             if reason is None and curve and max(curve) < int(self._study.user_attrs.get("epochs", max(curve))):
-                state, value = TrialState.PRUNED, None  # stopped by a built-in Ray scheduler
-                user_attrs["prune_reason"] = f"stopped by Ray Tune's {self._scheduler_name} at epoch {max(curve)}"
+                state, value = TrialState.PRUNED, _last_finite(curve)
+                user_attrs["prune_reason"] = (
+                    f"stopped at epoch {max(curve)} by Ray Tune ({self._scheduler_name} or a stopper)"
+                )
         frozen = optuna.trial.create_trial(
             state=state,
             value=value,
@@ -134,3 +137,8 @@ class OptunaRecorder(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._add(trial, failed=True)
+
+
+def _last_finite(curve: dict[int, float]) -> Optional[float]:
+    finite = [curve[k] for k in sorted(curve) if math.isfinite(curve[k])]
+    return finite[-1] if finite else None

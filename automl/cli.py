@@ -123,7 +123,10 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
     if study_name not in names:
         raise click.UsageError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}.")
-    _print_study(optuna.load_study(study_name=study_name, storage=st), as_json=as_json, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=st)
+    if len(study.directions) > 1:
+        raise click.UsageError(f"study {study_name!r} has {len(study.directions)} objectives; automl show reads single-objective studies.")
+    _print_study(study, as_json=as_json, storage=storage)
 
 
 def _console(stderr: bool = False):
@@ -148,9 +151,9 @@ def _print_study(study: Any, *, as_json: bool, storage: str, wall_s: Optional[fl
     if wall_s is not None:
         summary["wall_s"] = round(wall_s, 1)
     if as_json:
-        clean = lambda v: v if not isinstance(v, float) or math.isfinite(v) else None  # noqa: E731
-        out = {"summary": summary, "leaderboard": [{k: clean(v) for k, v in r.items()} for r in rows]}
-        click.echo(json.dumps(out, indent=2))
+        clean = lambda d: {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in d.items()}  # noqa: E731
+        out = {"summary": clean(summary), "leaderboard": [clean(r) for r in rows]}
+        click.echo(json.dumps(out, indent=2, allow_nan=False))  # strict JSON: non-finite -> null
         return
     metric = summary["metric"]
     table = Table(title=f"study {study.study_name} ({metric}, {summary['direction']})")

@@ -238,8 +238,9 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
             peers_now.append(sign * v)
             peers_final.append(f)
 
-    # 3. Never stop the incumbent.
-    if current <= others_best_now or best_so_far < best_final:
+    # 3. Never stop the incumbent: the leader at this epoch (among trials that reached it), or a
+    # trial already better than every finished one. Alone at an epoch, a trial leads nothing.
+    if current <= others_best_now < math.inf or best_so_far < best_final < math.inf:
         why = (
             f"already better than every finished trial ({metric} {_fmt(sign * best_so_far)})"
             if best_so_far < best_final

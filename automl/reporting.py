@@ -29,17 +29,20 @@ def _check_metric(metric: str) -> None:
 
 
 def tune_metrics(record: EpochRecord) -> dict[str, Any]:
-    """The flat scalars of a record, as reported to Ray Tune (non-finite stay ``nan``)."""
+    """The flat scalars of a record, as reported to Ray Tune.
+
+    A field that was not measured (``None``) is left out, as ``EpochRecord.compact`` does for
+    Optuna, so it is never read as a diverged value; a measured ``nan``/``inf`` stays as it is.
+    """
     out: dict[str, Any] = {"epoch": record.epoch, "step": record.step}
-    for name in METRICS:
-        out[name] = record.metric(name)
-    out["lr"] = record.lr
-    out["wall_time"] = record.wall_time
-    out["grad_norm_first"] = record.grad_norm_first
-    out["grad_norm_last"] = record.grad_norm_last
-    out["zero_grad_frac"] = record.zero_grad_frac
-    if record.beta_eff is not None:
-        out["beta_eff"] = record.beta_eff
+    for name in (*METRICS, "lr", "wall_time", "beta_eff"):
+        value = getattr(record, name)
+        if value is not None:
+            out[name] = float(value)
+    if record.layers:
+        out["grad_norm_first"] = record.grad_norm_first
+        out["grad_norm_last"] = record.grad_norm_last
+        out["zero_grad_frac"] = record.zero_grad_frac
     return out
 
 

@@ -61,6 +61,11 @@ def trial_seed(seed: int, config: Mapping[str, Any]) -> int:
     return zlib.crc32(f"{seed}:{text}".encode()) & 0x7FFFFFFF
 
 
+def sampler_seed(seed: int, n_existing_trials: int) -> int:
+    """The sampler seed of a run: ``seed`` for a new study, a different one for each resumption."""
+    return seed if n_existing_trials == 0 else zlib.crc32(f"{seed}:{n_existing_trials}".encode()) & 0x7FFFFFFF
+
+
 def optuna_pruner(name: str, epochs: int) -> Any:
     """The Optuna pruner a CLI name stands for (built-ins with their default settings)."""
     import optuna
@@ -108,13 +113,10 @@ def _create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None,
         except KeyError:
             pass
     study = optuna.create_study(
-        study_name=settings.study_name,
-        storage=storage,
-        direction=settings.direction,
-        pruner=pruner,
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        load_if_exists=True,
+        study_name=settings.study_name, storage=storage, direction=settings.direction, pruner=pruner, load_if_exists=True
     )
+    # Seeded, but a second run into the same study must not replay the first run's draws.
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(settings.seed, len(study.get_trials(deepcopy=False))))
     if study.direction.name.lower() != settings.direction:
         raise ValueError(
             f"study {settings.study_name!r} already exists with direction {study.direction.name.lower()}, "
@@ -167,6 +169,8 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
 
     study = _create_study(settings, storage, pruner=optuna_pruner(settings.pruner, settings.epochs), overwrite=overwrite)
     if settings.n_jobs > 1:
+        # Optuna runs n_jobs as threads: they share torch's global RNG, so parameter init and
+        # dropout are not bit-reproducible across runs (processes on a JournalStorage are).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
 
     def objective(trial: optuna.Trial) -> float:

@@ -109,7 +109,9 @@ class SignalScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._require_properties()
-        self._entry(trial)
+        hist = self._entry(trial)
+        if hist.state == "FAIL":  # Ray retries a failed trial (max_failures > 0): it runs again
+            self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "RUNNING")
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Literal, Optional, Union
 
 import optuna
@@ -17,8 +16,6 @@ __all__ = ["SignalPruner", "PRUNE_ATTRS"]
 
 #: User attributes written to a trial the pruner stops.
 PRUNE_ATTRS = ("prune_reason", "prune_epoch", "prune_source", "prune_evidence", "predicted_final")
-
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class SignalPruner(BasePruner):
@@ -41,10 +38,12 @@ class SignalPruner(BasePruner):
         interval_epochs: decide only every this many epochs (a non-finite value is acted on
             at once whatever the interval).
         max_epochs: the budget per trial, if known: a trial at its last epoch is never pruned
-            (that would save nothing and lose its result).
+            (that would save nothing and lose its result). Epochs are the steps given to
+            ``trial.report``, counted from 1 as ``automl.report`` does; a trial that reported
+            step 0 is read as counting from 0.
 
     Works with ``n_jobs > 1``, several processes on one ``JournalStorage`` and RDB storages: it
-    keeps no state a worker could disagree on (finished trials are cached per study, read-only).
+    keeps no state between calls, so every worker decides the same from the same storage.
 
     Example:
         >>> import optuna
@@ -83,40 +82,28 @@ class SignalPruner(BasePruner):
         self._wrapped = None if isinstance(fallback, str) else fallback
         self._policy = policy.model_copy(update={"fallback": "none"}) if self._wrapped is not None else policy
         self._interval = interval_epochs
-        self._cache: dict[tuple[str, int], TrialHistory] = {}
 
     @property
     def policy(self) -> Policy:
         return self._policy
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = {}
-        return state
-
-    # -- helpers ---------------------------------------------------------------------------
-    def _history(self, study_name: str, t: FrozenTrial) -> TrialHistory:
-        if t.state in _FINISHED:
-            key = (study_name, t.number)
-            hist = self._cache.get(key)
-            if hist is None or hist.state != t.state.name:
-                hist = TrialHistory(t.number, t.intermediate_values, t.state.name, t.value)
-                self._cache[key] = hist
-            return hist
-        return TrialHistory(t.number, t.intermediate_values, t.state.name, None)
 
     def verdict(self, study: optuna.Study, trial: FrozenTrial) -> Verdict:
         """The full verdict for ``trial`` now (``prune`` returns only its boolean)."""
         if len(study.directions) > 1:
             raise NotImplementedError("SignalPruner supports single-objective studies only.")
         metric = (study.metric_names or [None])[0] or "value"
-        name = study.study_name
+        # A TrialHistory only references the trial's own dicts: building one is O(1), so nothing
+        # is cached between calls (a cache keyed by study name goes stale when a study of the
+        # same name is recreated).
         others = [
-            self._history(name, t) for t in study.get_trials(deepcopy=False) if t.number != trial.number
+            TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None)
+            for t in study.get_trials(deepcopy=False)
+            if t.number != trial.number
         ]
-        population = Population(
-            others, direction=study.direction.name.lower(), metric=metric, max_epochs=self._max_epochs
-        )
+        budget = self._max_epochs
+        if budget is not None and 0 in trial.intermediate_values:
+            budget -= 1  # steps counted from 0: the last epoch is max_epochs - 1
+        population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
         last_record = records_from_user_attrs(trial.user_attrs)[-1:]
         current = TrialHistory(trial.number, trial.intermediate_values, records=last_record)
         return decide(current, population, self._policy)
@@ -126,9 +113,9 @@ class SignalPruner(BasePruner):
         step = trial.last_step
         if step is None:
             return False
-        if step % self._interval != 0 and all(math.isfinite(v) for v in trial.intermediate_values.values()):
-            return False
         verdict = self.verdict(study, trial)
+        if step % self._interval != 0 and verdict.source != "divergence":
+            return False
         if verdict.action == "prune":
             _write_reason(study, trial, verdict)
             return True

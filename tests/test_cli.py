@@ -85,3 +85,23 @@ def test_cli_space_choices_match_declared_spaces():
     from automl.cli import _SPACES
 
     assert tuple(SPACES) == _SPACES
+
+
+def test_show_refuses_a_multi_objective_study(tmp_path):
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'mo.db'}"
+    optuna.create_study(study_name="two", storage=db, directions=["minimize", "maximize"])
+    out = automl("show", "two", "--storage", db, cwd=tmp_path)
+    assert out.returncode == 2 and "2 objectives" in out.stderr
+
+
+@pytest.mark.slow
+def test_resuming_a_study_draws_new_configurations(tmp_path):
+    from automl.search import SearchSettings, run_search
+
+    settings = SearchSettings(space="mlp", dataset="digits", trials=2, epochs=1, storage=f"sqlite:///{tmp_path / 'r.db'}")
+    run_search(settings)
+    study = run_search(settings)
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(params) == 4 and len(set(params)) == 4

@@ -173,17 +173,21 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
     class Recording(optuna.pruners.BasePruner):
         def prune(self, study, trial):
             calls.append(trial.number)
-            return True
+            return trial.number == 0
 
     study = optuna.create_study(pruner=SignalPruner(fallback=Recording()))
     t = study.ask()
     t.report(1.0, 1)
-    assert t.should_prune() is False  # first trial: the step's best, incumbent guard first
-    study.tell(t, 1.0)
+    assert t.should_prune() is True and calls == [0]  # alone, with nothing finished: thin evidence
+    reason = study._storage.get_trial_user_attrs(t._trial_id)["prune_reason"]
+    assert reason.startswith("Recording (fallback while evidence is thin) pruned at epoch 1")
+    study.tell(t, state=TrialState.PRUNED)
+    tell_finished(study, FINISHED)  # trials 1..10, through ask/tell (no pruning asked)
+    calls.clear()
     t = study.ask()
-    t.report(2.0, 1)
-    assert t.should_prune() is True and calls == [1]
-    assert "Recording (fallback while evidence is thin)" in study._storage.get_trial_user_attrs(t._trial_id)["prune_reason"]
+    t.report(9.0, 1)
+    assert t.should_prune() is True and calls == []  # ten finished peers: the curve decides
+    assert study._storage.get_trial_user_attrs(t._trial_id)["prune_source"] == "curve"
 
 
 def test_max_epochs_never_prunes_the_last_epoch():
@@ -256,3 +260,57 @@ def test_concurrent_decisions_agree():
     for th in threads:
         th.join()
     assert len(set(answers)) == 1
+
+
+# -- regressions found in review ----------------------------------------------------------------
+def test_reused_pruner_never_sees_another_study_of_the_same_name(tmp_path):
+    pruner = SignalPruner()
+    first = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a.db'}", pruner=pruner)
+    tell_finished(first, [[v - 5.0 for v in c] for c in FINISHED])  # a much better study
+    first_pruned = first.ask()
+    first_pruned.report(0.0, 1)
+    assert first_pruned.should_prune() is True
+    second = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'b.db'}", pruner=pruner)
+    tell_finished(second, FINISHED)
+    t = second.ask()
+    t.report(FINISHED[0][0], 1)  # this study's leader at epoch 1
+    assert t.should_prune() is False
+
+
+def test_steps_counted_from_zero_still_protect_the_last_epoch():
+    study = optuna.create_study(pruner=SignalPruner(max_epochs=8))
+    tell_finished(study, FINISHED)
+    t = study.ask()
+    for step in range(8):  # 0..7: the common `for step in range(n)` loop
+        t.report(9.0 if step < 7 else 9.0, step)
+    assert t.should_prune() is False  # step 7 is the last of 8 epochs
+
+
+def test_divergence_in_records_acts_between_intervals():
+    study = optuna.create_study(direction="maximize", pruner=SignalPruner(interval_epochs=5))
+    t = study.ask()
+    t.report(0.1, 1)
+    t.set_user_attr("record_0001", {"epoch": 1, "train_loss": None, "val_acc": 0.1})
+    assert t.should_prune() is True
+
+
+def test_ray_result_without_a_measured_loss_is_not_divergence():
+    from automl.records import EpochRecord
+    from automl.reporting import tune_metrics
+
+    s = SignalScheduler(metric="val_acc", mode="max")
+    t = Trial("__fake", trial_id="only", stub=True)
+    s.on_trial_add(None, t)
+    result = {**tune_metrics(EpochRecord(epoch=1, val_loss=0.7, val_acc=0.8)), "training_iteration": 1}
+    assert "train_loss" not in result
+    assert s.on_trial_result(None, t, result) == TrialScheduler.CONTINUE
+
+
+def test_ray_retry_after_error_runs_again():
+    s = SignalScheduler(metric="loss", mode="min")
+    t = Trial("__fake", trial_id="r", stub=True)
+    s.on_trial_add(None, t)
+    s.on_trial_result(None, t, {"loss": 1.0, "training_iteration": 1})
+    s.on_trial_error(None, t)
+    s.on_trial_add(None, t)  # Ray's retry (max_failures > 0)
+    assert s._trials["r"].state == "RUNNING"
