@@ -167,7 +167,9 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
     from automl.reporting import report
     from automl.trainer import train
 
-    study = _create_study(settings, storage, pruner=optuna_pruner(settings.pruner, settings.epochs), overwrite=overwrite)
+    pruner = optuna_pruner(settings.pruner, settings.epochs)
+    study = _create_study(settings, storage, pruner=pruner, overwrite=overwrite)
+    writes_reason = hasattr(pruner, "verdict")  # SignalPruner stores its own reason
     if settings.n_jobs > 1:
         # Optuna runs n_jobs as threads: they share torch's global RNG, so parameter init and
         # dropout are not bit-reproducible across runs (processes on a JournalStorage are).
@@ -179,8 +181,11 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         trial.set_user_attr("seed", seed)
 
         def on_epoch(record):
-            report(record, trial, metric=settings.metric)
+            value = report(record, trial, metric=settings.metric)
             if trial.should_prune():
+                if not writes_reason:  # a built-in pruner: say which, when and at what value
+                    trial.set_user_attr("prune_reason", f"{type(pruner).__name__} pruned at epoch {record.epoch} "
+                                                        f"({settings.metric}={value:.4g})")
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
 
         result = train(space, config, data, epochs=settings.epochs, seed=seed, device=settings.device, on_epoch=on_epoch)
