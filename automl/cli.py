@@ -129,6 +129,62 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
     _print_study(study, as_json=as_json, storage=storage)
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks: replay recorded curves through pruners."""
+
+
+@bench.command("replay")
+@click.argument("banks", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--pruners", default=",".join(("none", "median", "percentile25", "asha", "hyperband", "patient", "signal",
+                                             "ray-asha", "ray-median", "signal-ray", "topk1", "oracle")),
+              show_default=True, help="Comma-separated pruner names.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--trials", type=click.IntRange(min=1), default=200, show_default=True, help="Runs drawn per task and seed.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), default=None, help="Write a cost-vs-regret PNG here.")
+def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, jobs: int,
+                 json_out: Optional[str], plot_out: Optional[str]) -> None:
+    """Replay BANKS (curve banks, .jsonl.gz) through each pruner; print the summary."""
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from automl import replay as rp
+    from automl.bank import BankError, read_bank, runs_by_task
+
+    names = [p.strip() for p in pruners.split(",") if p.strip()]
+    unknown = [p for p in names if p not in rp.PRUNERS]
+    if unknown:
+        raise click.UsageError(f"unknown pruner(s) {', '.join(unknown)} in --pruners; choose from {', '.join(rp.PRUNERS)}.")
+    if "none" not in names:
+        names.insert(0, "none")  # the cost baseline
+    tasks: dict[str, list] = {}
+    try:
+        for bank in banks:
+            for task, runs in runs_by_task(read_bank(bank)).items():
+                tasks.setdefault(task, []).extend(runs)
+    except BankError as exc:
+        raise click.UsageError(str(exc)) from None
+    start = time.perf_counter()
+    with Progress(console=_console(stderr=True), transient=True) as progress:
+        bar = progress.add_task("replay", total=len(tasks) * len(names))
+        doc = rp.replay(tasks, names, seeds=seeds, trials=trials, jobs=jobs, progress=lambda t, p: progress.advance(bar))
+    doc["meta"] = {"banks": list(banks), "seeds": seeds, "trials": trials, "wall_s": round(time.perf_counter() - start, 1)}
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(doc, f, indent=1, allow_nan=False)
+    if plot_out:
+        rp.plot(doc, plot_out)
+    table = Table(title=f"replay: {len(tasks)} tasks x {seeds} seeds x {trials} trials ({doc['meta']['wall_s']} s)")
+    for col in ("pruner", "median cost vs none", "median norm regret", "kept best"):
+        table.add_column(col, justify="left" if col == "pruner" else "right")
+    for p, s in doc["summary"].items():
+        fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+        table.add_row(p, fmt(s["median_cost_ratio_vs_none"], ".3f"), fmt(s["median_norm_regret"], ".3f"), fmt(s["kept_best_rate"], ".0%"))
+    _console().print(table)
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 

@@ -1,0 +1,332 @@
+"""Replay recorded learning curves through pruners: the project's measuring instrument.
+
+For each task of a bank and each seed, a fixed random order of runs (the same for every pruner)
+is fed epoch by epoch:
+
+- to Optuna pruners through ask/tell on an in-memory study (``none``, ``median``,
+  ``percentile25``, ``asha``, ``hyperband``, ``patient``, ``signal``);
+- to Ray Tune schedulers by calling their callbacks directly, without starting Ray
+  (``ray-asha``, ``ray-median``, ``signal-ray``);
+- and to two bounds: ``topk1`` (every run one epoch, the best 10% to the end) and ``oracle``
+  (knows the outcomes: one epoch per loser, the full budget for the best run).
+
+Per task and seed: **cost** = epochs consumed; **regret** = best outcome among the drawn runs
+minus the outcome of the best run the pruner let finish (in the metric's units, >= 0);
+**norm_regret** = regret / (best - median outcome); **kept_best** = the best run was never stopped.
+A run's outcome is its metric's last value; a run that ended non-finite is the worst outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from automl.bank import Run
+
+__all__ = ["PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
+
+OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal")
+RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray")
+BOUNDS = ("topk1", "oracle")
+PRUNERS = OPTUNA_PRUNERS + RAY_SCHEDULERS + BOUNDS
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """One pruner on one task and seed."""
+
+    seed: int
+    cost_epochs: int
+    regret: Optional[float]  # None: the pruner let no run with a finite outcome finish
+    norm_regret: Optional[float]
+    kept_best: bool
+    n_pruned: int
+
+
+def draw_order(task: str, n_runs: int, seed: int, trials: int) -> np.ndarray:
+    """Indices of the runs fed in this order; the same for every pruner (task and seed fix it)."""
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
+    return rng.permutation(n_runs)[: min(trials, n_runs)]
+
+
+def _signed_outcomes(runs: Sequence[Run], sign: float) -> np.ndarray:
+    out = np.array([sign * r.outcome for r in runs], dtype=float)
+    out[~np.isfinite(out)] = np.inf  # diverged at the end: the worst outcome
+    return out
+
+
+# -- feeding runs to each kind of pruner: returns the epochs each run consumed ---------------------
+def _optuna_pruner(name: str, budget: int) -> Any:
+    import optuna
+
+    from pruners import SignalPruner
+
+    return {
+        "none": lambda: optuna.pruners.NopPruner(),
+        "median": lambda: optuna.pruners.MedianPruner(),
+        "percentile25": lambda: optuna.pruners.PercentilePruner(25.0),
+        "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=budget),
+        "patient": lambda: _quiet(optuna.pruners.PatientPruner, optuna.pruners.MedianPruner(), patience=3),
+        "signal": lambda: SignalPruner(max_epochs=budget),
+    }[name]()
+
+
+def _quiet(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(*args, **kwargs)
+
+
+def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # A fixed study name: Hyperband assigns brackets from a hash of the study name and trial number.
+    study = optuna.create_study(study_name="replay", direction=direction, pruner=_optuna_pruner(name, budget),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    if runs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([runs[0].metric])  # names the metric in prune reasons
+    consumed = []
+    for run in runs:
+        trial = study.ask()
+        used = 0
+        stopped = False
+        for epoch, value in enumerate(run.values, 1):
+            trial.report(value, epoch)
+            used = epoch
+            if epoch < run.budget and trial.should_prune():
+                stopped = True
+                break
+        if stopped:
+            study.tell(trial, state=TrialState.PRUNED)
+        elif math.isfinite(run.outcome):
+            study.tell(trial, run.outcome)
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+        consumed.append(used if stopped else run.budget)
+    return consumed
+
+
+class _SequentialController:
+    """What a scheduler may ask of Tune's controller in a sequential replay: no trial waits."""
+
+    def get_live_trials(self) -> list:
+        return []
+
+
+def _ray_scheduler(name: str, metric: str, mode: str, budget: int) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+
+    from pruners import SignalScheduler
+
+    if name == "ray-asha":
+        s = ASHAScheduler(time_attr="training_iteration", max_t=budget, grace_period=1)
+    elif name == "ray-median":
+        s = MedianStoppingRule(time_attr="training_iteration", grace_period=1, min_samples_required=3)
+    else:
+        s = SignalScheduler(time_attr="training_iteration", max_t=budget)
+    s.set_search_properties(metric, mode)
+    return s
+
+
+def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    metric = runs[0].metric if runs else "value"
+    scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget)
+    controller = _SequentialController()
+    consumed = []
+    for i, run in enumerate(runs):
+        trial = Trial("__replay", trial_id=f"r{i:05d}", stub=True)
+        scheduler.on_trial_add(controller, trial)
+        used, result = 0, {}
+        stopped = False
+        for epoch, value in enumerate(run.values, 1):
+            result = {metric: value, "training_iteration": epoch}
+            used = epoch
+            decision = scheduler.on_trial_result(controller, trial, result)
+            if decision == TrialScheduler.STOP and epoch < run.budget:
+                stopped = True
+                break
+        scheduler.on_trial_complete(controller, trial, result)
+        consumed.append(used if stopped else run.budget)
+    return consumed
+
+
+def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+    sign = 1.0 if direction == "minimize" else -1.0
+    if name == "oracle":
+        outcomes = _signed_outcomes(runs, sign)
+        best = int(np.argmin(outcomes))
+        return [run.budget if i == best else 1 for i, run in enumerate(runs)]
+    # topk1: every run one epoch, then the best 10% (at least one) by epoch-1 value to the end.
+    first = np.array([sign * r.values[0] for r in runs], dtype=float)
+    first[~np.isfinite(first)] = np.inf
+    k = max(1, int(math.ceil(0.1 * len(runs))))
+    keep = set(np.argsort(first, kind="stable")[:k].tolist())
+    return [run.budget if i in keep else 1 for i, run in enumerate(runs)]
+
+
+def _feeder(name: str) -> Callable[[str, Sequence[Run], str, int], list[int]]:
+    if name in OPTUNA_PRUNERS:
+        return lambda n, r, d, b: _feed_optuna(n, r, d, b)
+    if name in RAY_SCHEDULERS:
+        return lambda n, r, d, b: _feed_ray(n, r, d, b)
+    if name in BOUNDS:
+        return lambda n, r, d, b: _feed_bound(n, r, d, b)
+    raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}.")
+
+
+def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int) -> ReplayResult:
+    """Replay one task's runs (already grouped) through one pruner for one seed."""
+    if not runs:
+        raise ValueError("a task needs at least one run to replay.")
+    feed = _feeder(pruner)
+    task = runs[0].task
+    order = draw_order(task, len(runs), seed, trials)
+    drawn = [runs[i] for i in order]
+    direction = drawn[0].direction
+    budget = max(r.budget for r in drawn)
+    consumed = feed(pruner, drawn, direction, budget)
+    sign = 1.0 if direction == "minimize" else -1.0
+    outcomes = _signed_outcomes(drawn, sign)
+    finished = np.array([c >= r.budget for c, r in zip(consumed, drawn)])
+    best_i = int(np.argmin(outcomes))
+    best = outcomes[best_i]
+    finished_outcomes = outcomes[finished]
+    best_kept = float(finished_outcomes.min()) if finished_outcomes.size else math.inf
+    regret = best_kept - best if math.isfinite(best_kept) and math.isfinite(best) else None
+    finite = outcomes[np.isfinite(outcomes)]
+    spread = float(np.median(finite) - best) if finite.size else 0.0
+    norm = (regret / spread if spread > 0 else 0.0) if regret is not None else None
+    return ReplayResult(
+        seed=seed,
+        cost_epochs=int(sum(consumed)),
+        regret=None if regret is None else float(regret),
+        norm_regret=None if norm is None else float(norm),
+        kept_best=bool(finished[best_i]),
+        n_pruned=int((~finished).sum()),
+    )
+
+
+def _replay_cell(args: tuple) -> tuple[str, str, list[dict]]:
+    task, runs, pruner, seeds, trials = args
+    return task, pruner, [asdict(replay_task(runs, pruner, seed=s, trials=trials)) for s in seeds]
+
+
+def replay(
+    tasks: dict[str, Sequence[Run]],
+    pruners: Iterable[str],
+    *,
+    seeds: int = 5,
+    trials: int = 200,
+    jobs: int = 1,
+    progress: Optional[Callable[[str, str], None]] = None,
+) -> dict[str, Any]:
+    """Replay every task through every pruner for ``seeds`` seeds; returns the JSON document
+    ``{"tasks": {TASK: {PRUNER: [per-seed results]}}, "summary": {PRUNER: {...}}}``."""
+    pruners = list(pruners)
+    unknown = [p for p in pruners if p not in PRUNERS]
+    if unknown:
+        raise ValueError(f"unknown pruners {unknown}; choose from {', '.join(PRUNERS)}.")
+    if isinstance(seeds, bool) or int(seeds) < 1:
+        raise ValueError(f"seeds must be >= 1, but got {seeds=}.")
+    if isinstance(trials, bool) or int(trials) < 1:
+        raise ValueError(f"trials must be >= 1, but got {trials=}.")
+    cells = [(task, list(runs), p, list(range(int(seeds))), int(trials)) for task, runs in tasks.items() for p in pruners]
+    out: dict[str, dict[str, list[dict]]] = {task: {} for task in tasks}
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for task, pruner, rows in pool.map(_replay_cell, cells):
+                out[task][pruner] = rows
+                if progress:
+                    progress(task, pruner)
+    else:
+        for cell in cells:
+            task, pruner, rows = _replay_cell(cell)
+            out[task][pruner] = rows
+            if progress:
+                progress(task, pruner)
+    for task in out:  # a stable order: the order the pruners were asked in
+        out[task] = {p: out[task][p] for p in pruners}
+    return {"tasks": out, "summary": summarize(out)}
+
+
+def summarize(tasks: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Optional[float]]]:
+    """Per pruner: median cost ratio vs ``none`` (same task and seed), median norm_regret, kept_best rate."""
+    pruners: list[str] = []
+    for per in tasks.values():
+        pruners += [p for p in per if p not in pruners]
+    summary = {}
+    for p in pruners:
+        ratios, norms, kept = [], [], []
+        for per in tasks.values():
+            base = {r["seed"]: r["cost_epochs"] for r in per.get("none", [])}
+            for r in per.get(p, []):
+                if r["seed"] in base and base[r["seed"]] > 0:
+                    ratios.append(r["cost_epochs"] / base[r["seed"]])
+                norms.append(math.inf if r["norm_regret"] is None else r["norm_regret"])
+                kept.append(r["kept_best"])
+        summary[p] = {
+            "median_cost_ratio_vs_none": float(np.median(ratios)) if ratios else None,
+            "median_norm_regret": _finite_or_none(float(np.median(norms))) if norms else None,
+            "kept_best_rate": float(np.mean(kept)) if kept else None,
+        }
+    return summary
+
+
+def _finite_or_none(x: float) -> Optional[float]:
+    return x if math.isfinite(x) else None
+
+
+def plot(doc: dict[str, Any], path: str) -> None:
+    """Cost vs regret: one small dot per pruner and task (median over seeds), one large marker
+    per pruner (median over tasks and seeds); the x axis is the cost ratio to ``none``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    cmap = plt.get_cmap("tab20")
+    pruners = list(doc["summary"])
+    for k, p in enumerate(pruners):
+        color = cmap(k % 20)
+        xs, ys = [], []
+        for per in doc["tasks"].values():
+            base = {r["seed"]: r["cost_epochs"] for r in per.get("none", [])}
+            rows = per.get(p, [])
+            ratios = [r["cost_epochs"] / base[r["seed"]] for r in rows if base.get(r["seed"])]
+            norms = [r["norm_regret"] for r in rows if r["norm_regret"] is not None]
+            if ratios and norms:
+                xs.append(float(np.median(ratios)))
+                ys.append(float(np.median(norms)))
+        ax.scatter(xs, ys, s=12, color=color, alpha=0.45)
+        s = doc["summary"][p]
+        if s["median_cost_ratio_vs_none"] is not None and s["median_norm_regret"] is not None:
+            ax.scatter([s["median_cost_ratio_vs_none"]], [s["median_norm_regret"]], s=90, color=color,
+                       edgecolor="black", label=f"{p} (kept best {s['kept_best_rate']:.0%})", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("epochs consumed / epochs of no pruning (median over seeds; log)")
+    ax.set_ylabel("normalised regret (median over seeds)")
+    ax.set_title(f"Replay: {len(doc['tasks'])} tasks; dots = tasks, circles = all tasks")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
