@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from automl.signals.curve import forecast_final, median_at_step
+from automl.signals.curve import forecast_final, median_at_step, rank_correlation
 
 __all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide"]
 
@@ -90,6 +90,13 @@ class Policy(BaseModel):
             lower ``(1 - band) / 2`` quantile.
         margin: prune only if the optimistic forecast is worse than the best finished value
             by more than this (metric units).
+        optimism: the optimistic end of the forecast: the band's lower quantile over the
+            nearest finished trials (``"neighbors"``), or also no later than the largest
+            improvement any finished trial made from this epoch (``"all"``: fewer lost late
+            bloomers, more epochs spent).
+        min_rank_corr: the curve decides at an epoch only if, among finished trials, the value
+            at that epoch ranks their final values at least this well (Spearman); below it the
+            epoch says too little about the end and the evidence counts as thin. 0 = off.
         fallback: rule while evidence is thin: ``"median"`` (Optuna's MedianPruner rule) or
             ``"none"`` (continue; an adapter may then ask a classic pruner it wraps).
         fallback_startup_trials: finished trials needed before the median rule prunes.
@@ -103,6 +110,8 @@ class Policy(BaseModel):
     n_neighbors: int = Field(7, ge=1)
     band: float = Field(0.8, gt=0.0, lt=1.0)
     margin: float = Field(0.0, ge=0.0)
+    min_rank_corr: float = Field(0.0, ge=-1.0, le=1.0)
+    optimism: Literal["neighbors", "all"] = "neighbors"
     fallback: Literal["median", "none"] = "median"
     fallback_startup_trials: int = Field(5, ge=0)
     fallback_warmup_epochs: int = Field(0, ge=0)
@@ -253,12 +262,19 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
             source="incumbent",
         )
 
-    # 4. Curve forecast from finished peers at this epoch.
-    if len(peers_now) >= policy.min_finished and step >= policy.min_epochs:
+    # 4. Curve forecast from finished peers at this epoch, if this epoch tells about the end.
+    informative, rho = True, math.nan
+    if policy.min_rank_corr > 0 and len(peers_now) >= policy.min_finished and step >= policy.min_epochs:
+        rho = rank_correlation(np.asarray(peers_now), np.asarray(peers_final))
+        informative = not math.isnan(rho) and rho >= policy.min_rank_corr
+    if len(peers_now) >= policy.min_finished and step >= policy.min_epochs and informative:
         fc = forecast_final(
             current, np.asarray(peers_now), np.asarray(peers_final), n_neighbors=policy.n_neighbors, band=policy.band
         )
-        pred, optimistic, pessimistic = sign * fc.mean, sign * fc.low, sign * fc.high
+        low = fc.low
+        if policy.optimism == "all":
+            low = min(low, current + min(f - n for n, f in zip(peers_now, peers_final)))
+        pred, optimistic, pessimistic = sign * fc.mean, sign * low, sign * fc.high
         evidence = {
             "epoch": step,
             "value": values[step],
@@ -270,8 +286,9 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
             "n_finished_at_epoch": len(peers_now),
             "best_finished": sign * best_final,
             "best_finished_trial": best_final_number,
+            "rank_corr_at_epoch": None if math.isnan(rho) else rho,
         }
-        if fc.low > best_final + policy.margin:
+        if low > best_final + policy.margin:
             reason = (
                 f"predicted final {metric} {_fmt(pred)} (optimistic {_fmt(optimistic)}, "
                 f"{policy.band:.0%} band from the {fc.n_neighbors} finished trials closest at epoch {step}) "
@@ -285,7 +302,12 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         return Verdict(action="continue", reason=reason, evidence=evidence, predicted_final=pred, source="curve")
 
     # 5. Thin evidence.
-    thin = f"{len(peers_now)} finished trials reached epoch {step} (curve forecast needs {policy.min_finished})"
+    if not informative:
+        shown = "undefined" if math.isnan(rho) else f"{rho:.2f}"
+        thin = (f"at epoch {step} the curve barely ranks the {len(peers_now)} finished trials' final values "
+                f"(Spearman {shown} < {policy.min_rank_corr})")
+    else:
+        thin = f"{len(peers_now)} finished trials reached epoch {step} (curve forecast needs {policy.min_finished})"
     if policy.fallback == "none":
         return Verdict(action="continue", reason=f"thin evidence: {thin}", evidence={"epoch": step}, source="thin")
     if n_finished < policy.fallback_startup_trials or step < policy.fallback_warmup_epochs or not peers_now:

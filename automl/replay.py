@@ -28,6 +28,7 @@ from typing import Any, Optional
 import numpy as np
 
 from automl.bank import Run
+from automl.decision import Policy
 
 __all__ = ["PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
 
@@ -62,7 +63,7 @@ def _signed_outcomes(runs: Sequence[Run], sign: float) -> np.ndarray:
 
 
 # -- feeding runs to each kind of pruner: returns the epochs each run consumed ---------------------
-def _optuna_pruner(name: str, budget: int) -> Any:
+def _optuna_pruner(name: str, budget: int, policy: Optional[Policy] = None) -> Any:
     import optuna
 
     from pruners import SignalPruner
@@ -74,7 +75,7 @@ def _optuna_pruner(name: str, budget: int) -> Any:
         "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=budget),
         "patient": lambda: _quiet(optuna.pruners.PatientPruner, optuna.pruners.MedianPruner(), patience=3),
-        "signal": lambda: SignalPruner(max_epochs=budget),
+        "signal": lambda: SignalPruner(policy, max_epochs=budget),
     }[name]()
 
 
@@ -86,13 +87,13 @@ def _quiet(cls: Any, *args: Any, **kwargs: Any) -> Any:
         return cls(*args, **kwargs)
 
 
-def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # A fixed study name: Hyperband assigns brackets from a hash of the study name and trial number.
-    study = optuna.create_study(study_name="replay", direction=direction, pruner=_optuna_pruner(name, budget),
+    study = optuna.create_study(study_name="replay", direction=direction, pruner=_optuna_pruner(name, budget, policy),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     if runs:
         with warnings.catch_warnings():
@@ -126,7 +127,7 @@ class _SequentialController:
         return []
 
 
-def _ray_scheduler(name: str, metric: str, mode: str, budget: int) -> Any:
+def _ray_scheduler(name: str, metric: str, mode: str, budget: int, policy: Optional[Policy] = None) -> Any:
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
     from pruners import SignalScheduler
@@ -136,17 +137,17 @@ def _ray_scheduler(name: str, metric: str, mode: str, budget: int) -> Any:
     elif name == "ray-median":
         s = MedianStoppingRule(time_attr="training_iteration", grace_period=1, min_samples_required=3)
     else:
-        s = SignalScheduler(time_attr="training_iteration", max_t=budget)
+        s = SignalScheduler(policy, time_attr="training_iteration", max_t=budget)
     s.set_search_properties(metric, mode)
     return s
 
 
-def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     metric = runs[0].metric if runs else "value"
-    scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget)
+    scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget, policy)
     controller = _SequentialController()
     consumed = []
     for i, run in enumerate(runs):
@@ -166,7 +167,7 @@ def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int) -> li
     return consumed
 
 
-def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int) -> list[int]:
+def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
     sign = 1.0 if direction == "minimize" else -1.0
     if name == "oracle":
         outcomes = _signed_outcomes(runs, sign)
@@ -180,18 +181,19 @@ def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int) -> 
     return [run.budget if i in keep else 1 for i, run in enumerate(runs)]
 
 
-def _feeder(name: str) -> Callable[[str, Sequence[Run], str, int], list[int]]:
+def _feeder(name: str) -> Callable[..., list[int]]:
     if name in OPTUNA_PRUNERS:
-        return lambda n, r, d, b: _feed_optuna(n, r, d, b)
+        return _feed_optuna
     if name in RAY_SCHEDULERS:
-        return lambda n, r, d, b: _feed_ray(n, r, d, b)
+        return _feed_ray
     if name in BOUNDS:
-        return lambda n, r, d, b: _feed_bound(n, r, d, b)
+        return _feed_bound
     raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}.")
 
 
-def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int) -> ReplayResult:
-    """Replay one task's runs (already grouped) through one pruner for one seed."""
+def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, policy: Optional[Policy] = None) -> ReplayResult:
+    """Replay one task's runs (already grouped) through one pruner for one seed; ``policy``
+    replaces ``Policy()`` for ``signal`` and ``signal-ray``."""
     if not runs:
         raise ValueError("a task needs at least one run to replay.")
     feed = _feeder(pruner)
@@ -200,7 +202,7 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int) -> 
     drawn = [runs[i] for i in order]
     direction = drawn[0].direction
     budget = max(r.budget for r in drawn)
-    consumed = feed(pruner, drawn, direction, budget)
+    consumed = feed(pruner, drawn, direction, budget, policy)
     sign = 1.0 if direction == "minimize" else -1.0
     outcomes = _signed_outcomes(drawn, sign)
     finished = np.array([c >= r.budget for c, r in zip(consumed, drawn)])
@@ -223,8 +225,8 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int) -> 
 
 
 def _replay_cell(args: tuple) -> tuple[str, str, list[dict]]:
-    task, runs, pruner, seeds, trials = args
-    return task, pruner, [asdict(replay_task(runs, pruner, seed=s, trials=trials)) for s in seeds]
+    task, runs, pruner, seeds, trials, policy = args
+    return task, pruner, [asdict(replay_task(runs, pruner, seed=s, trials=trials, policy=policy)) for s in seeds]
 
 
 def replay(
@@ -234,6 +236,7 @@ def replay(
     seeds: int = 5,
     trials: int = 200,
     jobs: int = 1,
+    policy: Optional[Policy] = None,
     progress: Optional[Callable[[str, str], None]] = None,
 ) -> dict[str, Any]:
     """Replay every task through every pruner for ``seeds`` seeds; returns the JSON document
@@ -246,7 +249,7 @@ def replay(
         raise ValueError(f"seeds must be >= 1, but got {seeds=}.")
     if isinstance(trials, bool) or int(trials) < 1:
         raise ValueError(f"trials must be >= 1, but got {trials=}.")
-    cells = [(task, list(runs), p, list(range(int(seeds))), int(trials)) for task, runs in tasks.items() for p in pruners]
+    cells = [(task, list(runs), p, list(range(int(seeds))), int(trials), policy) for task, runs in tasks.items() for p in pruners]
     out: dict[str, dict[str, list[dict]]] = {task: {} for task in tasks}
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor

@@ -223,3 +223,33 @@ def test_forecast_band_orders_and_widens_with_spread():
 def test_forecast_rejects_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         forecast_final(args[0], np.array(args[1]), np.array(args[2]))
+
+
+# -- the informativeness gate --------------------------------------------------------------------
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, 5), st.integers(-5, 5)), min_size=3, max_size=40))
+def test_rank_correlation_matches_scipy(pairs):
+    from scipy.stats import spearmanr
+
+    from automl.signals import rank_correlation
+
+    a = np.array([p[0] for p in pairs], dtype=float)
+    b = np.array([p[1] for p in pairs], dtype=float)
+    ours = rank_correlation(a, b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        assert math.isnan(ours)
+    else:
+        assert ours == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_uninformative_epoch_defers_to_fallback():
+    # At epoch 1 every finished trial sat at the same value: epoch 1 ranks nothing.
+    curves = [[0.7, 0.7 - 0.05 * i, 0.7 - 0.06 * i] for i in range(10)]
+    loser = TrialHistory(99, {1: 0.71})
+    gated = decide(loser, population(curves), Policy(min_rank_corr=0.5, fallback="none"))
+    assert (gated.action, gated.source) == ("continue", "thin")
+    assert "barely ranks" in gated.reason and "undefined" in gated.reason
+    # At epoch 2 the ranking is perfect: the forecast decides.
+    loser2 = TrialHistory(99, {1: 0.71, 2: 0.75})
+    v = decide(loser2, population(curves), Policy(min_rank_corr=0.5, fallback="none"))
+    assert v.source == "curve" and v.evidence["rank_corr_at_epoch"] == pytest.approx(1.0)

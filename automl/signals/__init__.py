@@ -3,6 +3,6 @@
 Every function here takes plain numbers or NumPy arrays and is testable without a study.
 """
 
-from automl.signals.curve import CurveForecast, forecast_final, median_at_step
+from automl.signals.curve import CurveForecast, forecast_final, median_at_step, rank_correlation
 
-__all__ = ["CurveForecast", "forecast_final", "median_at_step"]
+__all__ = ["CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CurveForecast", "forecast_final", "median_at_step"]
+__all__ = ["CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,33 @@ def median_at_step(peers_now: np.ndarray) -> float:
     """Median of finished peers' values at one epoch (``nan`` when there are none)."""
     arr = np.asarray(peers_now, dtype=float)
     return float(np.median(arr)) if arr.size else float("nan")
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equal-length samples (ties get the mean rank);
+    ``nan`` when fewer than 3 values or either sample is constant.
+
+    Example:
+        >>> rank_correlation(np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 20.0, 30.0, 35.0]))
+        1.0
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"a and b must be equal-length 1-D arrays, but got shapes {x.shape} and {y.shape}.")
+    if x.size < 3:
+        return float("nan")
+    rx, ry = _ranks(x), _ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = float(np.sqrt((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(x.size, dtype=float)
+    ranks[order] = np.arange(x.size, dtype=float)
+    # Mean rank for ties.
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
