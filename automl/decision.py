@@ -105,16 +105,18 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # Defaults chosen by replay on TaskSet (benchmarks/results/tune_signal.md): pruning before
+    # epoch 3, by the curve or the median, lost the eventual best run most often.
     min_finished: int = Field(5, ge=1)
-    min_epochs: int = Field(1, ge=1)
-    n_neighbors: int = Field(7, ge=1)
-    band: float = Field(0.8, gt=0.0, lt=1.0)
+    min_epochs: int = Field(3, ge=1)
+    n_neighbors: int = Field(15, ge=1)
+    band: float = Field(0.95, gt=0.0, lt=1.0)
     margin: float = Field(0.0, ge=0.0)
     min_rank_corr: float = Field(0.0, ge=-1.0, le=1.0)
     optimism: Literal["neighbors", "all"] = "neighbors"
     fallback: Literal["median", "none"] = "median"
     fallback_startup_trials: int = Field(5, ge=0)
-    fallback_warmup_epochs: int = Field(0, ge=0)
+    fallback_warmup_epochs: int = Field(3, ge=0)
 
 
 class Verdict(BaseModel):
@@ -169,15 +171,16 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         non-finite final value counts as finished but never as the incumbent.
 
     Example:
-        >>> done = [TrialHistory(i, {1: 1.0 + i, 2: 0.5 + i}, "COMPLETE", 0.5 + i) for i in range(6)]
+        >>> done = [TrialHistory(i, {1: 1.0 + i, 2: 0.5 + i, 3: 0.4 + i}, "COMPLETE", 0.4 + i) for i in range(6)]
         >>> pop = Population(done, direction="minimize", metric="val_loss")
-        >>> decide(TrialHistory(9, {1: 0.9}), pop).action
-        'continue'
+        >>> decide(TrialHistory(9, {1: 0.9}), pop).source
+        'incumbent'
         >>> v = decide(TrialHistory(9, {1: 4.0, 2: float("nan")}), pop)
         >>> v.action, v.reason
         ('prune', 'diverged at epoch 2: val_loss=nan')
-        >>> decide(TrialHistory(9, {1: 5.0, 2: 4.5}), pop).source
-        'curve'
+        >>> v = decide(TrialHistory(9, {1: 5.0, 2: 4.5, 3: 4.4}), pop)
+        >>> v.action, v.source
+        ('prune', 'curve')
     """
     policy = policy or _DEFAULT_POLICY
     metric = population.metric

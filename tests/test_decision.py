@@ -22,6 +22,9 @@ def population(curves, direction="minimize", **kw) -> Population:
     return Population([finished(i, c) for i, c in enumerate(curves)], direction=direction, metric="val_loss", **kw)
 
 
+# The mechanism from epoch 1 (the defaults wait until epoch 3, as measured by replay).
+EARLY = Policy(min_epochs=1, fallback_warmup_epochs=0, n_neighbors=7, band=0.8)
+
 # Ten finished loss curves 1/(e) + offset, offsets 0..0.9: the best finished final is 0.1.
 CURVES = [[o + 1.0 / e for e in range(1, 11)] for o in np.linspace(0.0, 0.9, 10)]
 
@@ -53,7 +56,7 @@ def test_non_finite_loss_in_record_prunes_even_if_metric_finite():
 
 def test_clear_loser_is_pruned_by_curve_with_numbers():
     loser = TrialHistory(99, {1: 5.0, 2: 4.6})
-    v = decide(loser, population(CURVES))
+    v = decide(loser, population(CURVES), EARLY)
     assert v.action == "prune" and v.source == "curve"
     assert v.evidence["optimistic_final"] > v.evidence["best_finished"]
     assert v.predicted_final == pytest.approx(v.evidence["predicted_final"])
@@ -65,7 +68,7 @@ def test_trial_whose_optimistic_forecast_can_win_continues():
     # still reach below the best final 0.2 at the optimistic end of the band.
     starts, finals = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], [0.2, 0.3, 0.9, 0.5, 0.6, 0.3]
     pop = population([[s, f] for s, f in zip(starts, finals)])
-    v = decide(TrialHistory(99, {1: 1.05}), pop)
+    v = decide(TrialHistory(99, {1: 1.05}), pop, EARLY)
     assert (v.action, v.source) == ("continue", "curve")
     assert v.evidence["optimistic_final"] < v.evidence["best_finished"] < v.evidence["predicted_final"]
 
@@ -85,7 +88,7 @@ def test_thin_evidence_uses_median_rule_like_optuna():
     pop = population(CURVES[:3])  # 3 finished < min_finished=5; median startup = 5 too
     v = decide(TrialHistory(99, {1: 50.0}), pop)
     assert v.action == "continue" and v.source == "fallback"
-    v = decide(TrialHistory(99, {1: 50.0}), pop, Policy(min_finished=5, fallback_startup_trials=2))
+    v = decide(TrialHistory(99, {1: 50.0}), pop, EARLY.model_copy(update={"fallback_startup_trials": 2}))
     assert v.action == "prune" and v.source == "fallback" and "median rule" in v.reason
 
 
@@ -97,6 +100,15 @@ def test_fallback_none_reports_thin():
 def test_budget_reached_never_prunes():
     v = decide(TrialHistory(99, {e: 9.0 for e in range(1, 11)}), population(CURVES, max_epochs=10))
     assert (v.action, v.source) == ("continue", "budget")
+
+
+def test_default_policy_waits_until_epoch_3():
+    loser = {1: 5.0, 2: 4.6, 3: 4.4}
+    for epoch in (1, 2):
+        v = decide(TrialHistory(99, {e: loser[e] for e in range(1, epoch + 1)}), population(CURVES))
+        assert v.action == "continue" and v.source == "fallback"
+    v = decide(TrialHistory(99, loser), population(CURVES))
+    assert (v.action, v.source) == ("prune", "curve")
 
 
 def test_trial_itself_in_population_is_skipped():
@@ -166,7 +178,8 @@ def test_direction_symmetry(data):
 def test_median_fallback_agrees_with_optuna_median_pruner(data):
     """While evidence is thin, the core's median rule decides exactly as optuna.MedianPruner."""
     curves, trial = data
-    policy = Policy(min_finished=10**6, fallback_startup_trials=5)  # always thin: median decides
+    # Always thin: the median decides, as MedianPruner(n_startup_trials=5, n_warmup_steps=0).
+    policy = Policy(min_finished=10**6, fallback_startup_trials=5, fallback_warmup_epochs=0)
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=5))
     for c in curves:
         t = study.ask()
@@ -246,10 +259,11 @@ def test_uninformative_epoch_defers_to_fallback():
     # At epoch 1 every finished trial sat at the same value: epoch 1 ranks nothing.
     curves = [[0.7, 0.7 - 0.05 * i, 0.7 - 0.06 * i] for i in range(10)]
     loser = TrialHistory(99, {1: 0.71})
-    gated = decide(loser, population(curves), Policy(min_rank_corr=0.5, fallback="none"))
+    gate = EARLY.model_copy(update={"min_rank_corr": 0.5, "fallback": "none"})
+    gated = decide(loser, population(curves), gate)
     assert (gated.action, gated.source) == ("continue", "thin")
     assert "barely ranks" in gated.reason and "undefined" in gated.reason
     # At epoch 2 the ranking is perfect: the forecast decides.
     loser2 = TrialHistory(99, {1: 0.71, 2: 0.75})
-    v = decide(loser2, population(curves), Policy(min_rank_corr=0.5, fallback="none"))
+    v = decide(loser2, population(curves), gate)
     assert v.source == "curve" and v.evidence["rank_corr_at_epoch"] == pytest.approx(1.0)

@@ -123,8 +123,12 @@ def test_loser_stopped_and_winner_kept(make, direction):
     for c in FINISHED:
         d.finish(flip(c, direction))
     d.start()
-    stops = [d.step(e, v) for e, v in enumerate(flip(LOSER, direction), 1)]
-    assert stops[0] is True, "a clear loser among 10 finished trials is stopped at epoch 1"
+    stops = []
+    for e, v in enumerate(flip(LOSER, direction), 1):
+        stops.append(d.step(e, v))
+        if stops[-1]:
+            break
+    assert stops == [False, False, True], "a clear loser among 10 finished trials is stopped at epoch 3, not before"
     d.start()
     winner = [v - 0.5 for v in FINISHED[0]]
     assert not any(d.step(e, v) for e, v in enumerate(flip(winner, direction), 1))
@@ -142,7 +146,7 @@ def test_pickle_round_trip(make):
     for c in FINISHED:
         d2.finish(c)
     d2.start()
-    assert d2.step(1, LOSER[0]) is True
+    assert [d2.step(e, LOSER[e - 1]) for e in (1, 2, 3)] == [False, False, True]
 
 
 # -- Optuna specifics --------------------------------------------------------------------------
@@ -158,11 +162,12 @@ def test_pruned_trial_carries_reason_and_evidence():
     assert set(PRUNE_ATTRS) <= set(attrs)
     assert attrs["prune_reason"] == "diverged at epoch 1: val_loss=nan"
     t = study.ask()
-    t.report(9.0, 1)
+    for epoch in (1, 2, 3):
+        t.report(9.0, epoch)
     assert t.should_prune()
     study.tell(t, state=TrialState.PRUNED)
     attrs = study.trials[-1].user_attrs
-    assert attrs["prune_source"] == "curve" and attrs["prune_epoch"] == 1
+    assert attrs["prune_source"] == "curve" and attrs["prune_epoch"] == 3
     assert attrs["prune_evidence"]["best_finished"] == pytest.approx(FINISHED[0][-1])
     assert "cannot beat the best finished trial #0" in attrs["prune_reason"]
 
@@ -185,7 +190,8 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
     tell_finished(study, FINISHED)  # trials 1..10, through ask/tell (no pruning asked)
     calls.clear()
     t = study.ask()
-    t.report(9.0, 1)
+    for epoch in (1, 2, 3):
+        t.report(9.0, epoch)
     assert t.should_prune() is True and calls == []  # ten finished peers: the curve decides
     assert study._storage.get_trial_user_attrs(t._trial_id)["prune_source"] == "curve"
 
@@ -268,12 +274,14 @@ def test_reused_pruner_never_sees_another_study_of_the_same_name(tmp_path):
     first = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a.db'}", pruner=pruner)
     tell_finished(first, [[v - 5.0 for v in c] for c in FINISHED])  # a much better study
     first_pruned = first.ask()
-    first_pruned.report(0.0, 1)
+    for epoch in (1, 2, 3):
+        first_pruned.report(0.0, epoch)
     assert first_pruned.should_prune() is True
     second = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'b.db'}", pruner=pruner)
     tell_finished(second, FINISHED)
     t = second.ask()
-    t.report(FINISHED[0][0], 1)  # this study's leader at epoch 1
+    for epoch in (1, 2, 3):
+        t.report(FINISHED[0][epoch - 1], epoch)  # this study's leader
     assert t.should_prune() is False
 
 
