@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,8 +40,7 @@ _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
 
 
-@dataclass(frozen=True, slots=True)
-class TrialHistory:
+class TrialHistory(NamedTuple):
     """What is known of one trial: its metric per epoch, and its final value once finished.
 
     Attributes:
@@ -57,7 +56,7 @@ class TrialHistory:
     values: Mapping[int, float]
     state: str = "RUNNING"
     final: Optional[float] = None
-    records: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    records: Sequence[Mapping[str, Any]] = ()
 
     @property
     def last_step(self) -> Optional[int]:
@@ -231,23 +230,30 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
     n_finished = 0
     peers_now: list[float] = []
     peers_final: list[float] = []
+    me = trial_history.number
+    # The hot path (one pass over up to hundreds of trials per decision): `x - x == 0` is True
+    # exactly for finite floats, and plain comparisons replace min() calls.
     for t in population.trials:
-        if t.number == trial_history.number:
+        if t.number == me:
             continue
         v = t.values.get(step)
-        v_ok = _finite(v)
-        if v_ok:
-            others_best_now = min(others_best_now, sign * v)
+        if v is not None and v - v == 0:
+            v = sign * v
+            if v < others_best_now:
+                others_best_now = v
+        else:
+            v = None
         if t.state != _FINISHED_OK:
             continue
         n_finished += 1
-        if not _finite(t.final):
+        f = t.final
+        if f is None or f - f != 0:
             continue
-        f = sign * t.final
+        f = sign * f
         if f < best_final:
             best_final, best_final_number = f, t.number
-        if v_ok:
-            peers_now.append(sign * v)
+        if v is not None:
+            peers_now.append(v)
             peers_final.append(f)
 
     # 3. Never stop the incumbent: the leader at this epoch (among trials that reached it), or a

@@ -77,8 +77,18 @@ def forecast_final(
         deltas = final[idx] - now[idx]
     else:
         deltas = final - now
-    q_lo, q_mid, q_hi = np.quantile(deltas, [(1.0 - band) / 2.0, 0.5, (1.0 + band) / 2.0])
-    return CurveForecast(mean=current + float(q_mid), low=current + float(q_lo), high=current + float(q_hi), n_neighbors=k)
+    d = np.sort(deltas).tolist()
+    q_lo, q_mid, q_hi = (_quantile_sorted(d, q) for q in ((1.0 - band) / 2.0, 0.5, (1.0 + band) / 2.0))
+    return CurveForecast(mean=current + q_mid, low=current + q_lo, high=current + q_hi, n_neighbors=k)
+
+
+def _quantile_sorted(d: list[float], q: float) -> float:
+    """numpy's default ("linear") quantile of an ascending list; for the few values of a
+    forecast this is ~50x faster than ``np.quantile``."""
+    pos = q * (len(d) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(d) - 1)
+    return d[lo] + (d[hi] - d[lo]) * (pos - lo)
 
 
 def median_at_step(peers_now: np.ndarray) -> float:

@@ -1,0 +1,82 @@
+"""How long one decision of the signal pruner takes at 200 finished trials (its own cost).
+
+    python benchmarks/decision_speed.py
+
+Times `automl.decide` alone (the pure core) and `SignalPruner.prune` on an in-memory Optuna
+study (the core plus reading the study), for a running trial at epoch 10 of 51, over real
+TaskSet curves. Writes benchmarks/results/decision_speed.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import optuna
+
+from automl import Population, TrialHistory, decide
+from automl.bank import read_bank, runs_by_task
+from pruners import SignalPruner
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
+
+
+def _time(fn, repeat: int = 2000) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e6)
+    return out
+
+
+def main() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    runs = next(iter(runs_by_task(read_bank(BANK)).values()))[:201]
+    finished, current = runs[:200], runs[200]
+    pop = Population(
+        [TrialHistory(i, {e: v for e, v in enumerate(r.values, 1)}, "COMPLETE", r.outcome) for i, r in enumerate(finished)],
+        direction="minimize", metric="val_loss", max_epochs=51,
+    )
+    me = TrialHistory(200, {e: v for e, v in enumerate(current.values[:10], 1)})
+    core = _time(lambda: decide(me, pop))
+
+    study = optuna.create_study(pruner=SignalPruner(max_epochs=51))
+    for r in finished:
+        t = study.ask()
+        for e, v in enumerate(r.values, 1):
+            t.report(v, e)
+        study.tell(t, r.outcome if r.outcome == r.outcome else None, state=None if r.outcome == r.outcome else optuna.trial.TrialState.FAIL)
+    trial = study.ask()
+    for e, v in enumerate(current.values[:10], 1):
+        trial.report(v, e)
+    frozen = study._storage.get_trial(trial._trial_id)  # noqa: SLF001 - what Trial.should_prune hands the pruner
+    adapter = _time(lambda: study.pruner.prune(study, frozen))
+
+    def stats(xs: list[float]) -> str:
+        q = statistics.quantiles(xs, n=100)
+        return f"{statistics.median(xs):.0f} | {q[94]:.0f}"
+
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    lines = [
+        "# Decision speed of the signal pruner at 200 finished trials",
+        "",
+        "Command: `python benchmarks/decision_speed.py`  ",
+        f"Machine: {machine}. 2000 calls each, a running trial at epoch 10 of 51, 200 finished TaskSet runs.",
+        "",
+        "| what | median µs | p95 µs |",
+        "|---|---:|---:|",
+        f"| `automl.decide` (pure core) | {stats(core)} |",
+        f"| `SignalPruner.prune` (in-memory study) | {stats(adapter)} |",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "decision_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
