@@ -145,7 +145,7 @@ def _mnist1d() -> Dataset:
     else:
         from mnist1d.data import get_dataset_args, make_dataset
 
-        data = make_dataset(get_dataset_args())  # generated here; get_dataset() would download
+        data = make_dataset(get_dataset_args())  # generated here, never fetched
         x, y, x_test, y_test = data["x"], data["y"], data["x_test"], data["y_test"]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

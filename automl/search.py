@@ -13,7 +13,6 @@ import os
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field

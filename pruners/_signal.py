@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 import optuna
 from optuna.pruners import BasePruner
