@@ -185,6 +185,36 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
     _console().print(table)
 
 
+@bench.command("record")
+@click.option("--space", type=click.Choice(_SPACES), required=True)
+@click.option("--dataset", type=click.Choice(DATASETS), required=True)
+@click.option("--runs", type=click.IntRange(min=1), required=True, help="Configurations to train to the full budget.")
+@click.option("--epochs", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Draws the configurations (run i is fixed).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank to write or resume (.jsonl.gz).")
+@click.option("--metric", type=click.Choice(("val_acc", "val_loss")), default="val_acc", show_default=True)
+@click.option("--every-k-steps", type=click.IntRange(min=1), default=None, help="Activation logging period (default: ~200 points a run).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, out: str, metric: str,
+                 every_k_steps: Optional[int], jobs: int) -> None:
+    """Train RUNS sampled configurations to the full budget and write every curve and probe signal
+    to a curve bank; re-running the same command resumes without redoing finished runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from automl.record import record_bank
+
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_console(stderr=True)) as progress:
+        bar = progress.add_task(f"{dataset} x {space}", total=runs)
+        try:
+            n = record_bank(space, dataset, runs=runs, epochs=epochs, seed=seed, out=out, metric=metric,
+                            every_k_steps=every_k_steps, jobs=jobs, progress=lambda run: progress.advance(bar))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    click.echo(f"recorded {n} runs ({runs - n} were already in {out}) in {time.perf_counter() - start:.0f} s")
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 

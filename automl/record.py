@@ -1,0 +1,157 @@
+"""Record a curve bank: train sampled configurations to the full budget, keep every curve and signal.
+
+``record_bank(space, dataset, runs=N, epochs=T, seed=K, out=PATH)`` draws N configurations from
+the space with a generator seeded by K (run i is always the same configuration), trains each to T
+epochs with the probe attached, and appends one bank row per finished run. Re-running the same
+command resumes: runs already in the bank are skipped; a bank whose last row was cut off by an
+interruption is repaired (the complete rows are kept) before recording goes on.
+
+Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc``, ``val_acc``,
+``test_acc`` and the signals the probe records, per epoch: ``layer_rms``, ``grad_norm``,
+``zero_grad_frac``, ``weight_norm``, ``weight_std`` (one list per layer each) and ``layers``; and,
+with ``every_k_steps``, ``act_steps``/``act_rms`` (per-layer activation RMS every k steps).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from automl.bank import BankError, Run, iter_bank, write_bank
+
+__all__ = ["record_bank", "run_row", "auto_every_k_steps"]
+
+CURVES = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
+
+
+def auto_every_k_steps(n_train: int, batch_size: int, epochs: int, points: int = 200) -> int:
+    """k so that a run logs about ``points`` activation rows over its budget (at least 1)."""
+    steps = math.ceil(n_train / batch_size) * epochs
+    return max(1, steps // points)
+
+
+def _nan(x: Optional[float]) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _g6(x: Optional[float]) -> float:
+    """A signal value kept to 6 significant digits (curves keep full precision): banks stay small."""
+    return math.nan if x is None else float(f"{float(x):.6g}")
+
+
+def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epochs: int, seed: int,
+            metric: str, direction: str, every_k_steps: Optional[int]) -> Run:
+    """Train one configuration to the full budget and return its bank row."""
+    from automl.trainer import train
+
+    k = every_k_steps or auto_every_k_steps(len(data.x_train), int(config.get("batch_size", 64)), epochs)
+    result = train(space, config, data, epochs=epochs, seed=seed, every_k_steps=k)
+    recs = result.records
+    curves = {name: [r.metric(name) for r in recs] for name in CURVES}
+    per_layer = lambda attr: [[_g6(getattr(l, attr)) for l in r.layers] for r in recs]  # noqa: E731
+    signals: dict[str, Any] = {
+        "layers": [l.name for l in recs[0].layers] if recs else [],
+        "layer_rms": per_layer("act_rms"),
+        "grad_norm": per_layer("grad_norm"),
+        "zero_grad_frac": per_layer("zero_grad_frac"),
+        "weight_norm": per_layer("weight_norm"),
+        "weight_std": per_layer("weight_std"),
+        "wall_time": [_g6(r.wall_time) for r in recs],
+        "every_k_steps": k,
+        "act_steps": [s for r in recs if r.activations for s in r.activations.steps],
+        "act_rms": [[_g6(v) for v in row] for r in recs if r.activations for row in r.activations.rms],
+        "seed": seed,
+    }
+    return Run(task=task, run_id=run_id, config=config, metric=metric, direction=direction, curves=curves, signals=signals)
+
+
+def _salvage(path: Path) -> set[str]:
+    """Run ids already in the bank; a truncated tail (an interrupted append) is cut off."""
+    if not path.exists():
+        return set()
+    good: list[Run] = []
+    try:
+        for run in iter_bank(path):
+            good.append(run)
+        return {r.run_id for r in good}
+    except (BankError, EOFError, OSError, zlib.error, gzip.BadGzipFile):
+        write_bank(path, good)  # atomic rewrite with the complete rows only
+        return {r.run_id for r in good}
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+
+
+def _work(args: tuple) -> Run:
+    space_name, dataset, i, config, epochs, seed, metric, direction, k = args
+    from search_spaces import get_space
+
+    from automl.data import load_dataset
+    from automl.search import trial_seed
+
+    return run_row(get_space(space_name), config, load_dataset(dataset), task=f"{dataset}_{space_name}", run_id=str(i),
+                   epochs=epochs, seed=trial_seed(seed, config), metric=metric, direction=direction, every_k_steps=k)
+
+
+def record_bank(
+    space: str,
+    dataset: str,
+    *,
+    runs: int,
+    epochs: int,
+    seed: int,
+    out: str | os.PathLike,
+    metric: str = "val_acc",
+    every_k_steps: Optional[int] = None,
+    jobs: int = 1,
+    progress: Optional[Callable[[Run], None]] = None,
+) -> int:
+    """Record ``runs`` runs into ``out`` (resuming); returns how many were trained now."""
+    from search_spaces import get_space
+
+    from automl.data import load_dataset
+    from automl.records import METRICS
+
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
+    for name, value in (("runs", runs), ("epochs", epochs), ("jobs", jobs)):
+        if isinstance(value, bool) or int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, but got {name}={value!r}.")
+    sp = get_space(space)
+    sp.check_input_shape(load_dataset(dataset).input_shape)
+    rng = np.random.default_rng(seed)
+    configs = [sp.sample(rng) for _ in range(int(runs))]  # run i is the same config on every resume
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ValueError(f"folder {str(out.parent)!r} for --out does not exist.")
+    done = _salvage(out)
+    todo = [(space, dataset, i, c, int(epochs), int(seed), metric, METRICS[metric], every_k_steps)
+            for i, c in enumerate(configs) if str(i) not in done]
+    n = 0
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=int(jobs), initializer=_one_thread) as pool:
+            for run in pool.map(_work, todo):
+                write_bank(out, [run], append=True)
+                n += 1
+                if progress:
+                    progress(run)
+    else:
+        for args in todo:
+            run = _work(args)
+            write_bank(out, [run], append=True)
+            n += 1
+            if progress:
+                progress(run)
+    return n
+

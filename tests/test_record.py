@@ -1,0 +1,59 @@
+"""`automl bench record`: real training into a bank, resumable, repaired after an interruption."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from automl.bank import read_bank
+from automl.record import auto_every_k_steps, record_bank
+
+
+@pytest.mark.slow
+def test_record_then_resume_without_redoing_runs(tmp_path):
+    out = tmp_path / "b.jsonl.gz"
+    assert record_bank("mlp", "digits", runs=2, epochs=2, seed=0, out=out) == 2
+    first = read_bank(out)
+    assert [r.run_id for r in first] == ["0", "1"]
+    run = first[0]
+    assert run.task == "digits_mlp" and run.metric == "val_acc" and run.direction == "maximize"
+    assert set(run.curves) == {"train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc"}
+    assert all(len(c) == 2 for c in run.curves.values())
+    sig = run.signals
+    n_layers = len(sig["layers"])
+    assert n_layers >= 2 and len(sig["layer_rms"]) == 2 and len(sig["layer_rms"][0]) == n_layers
+    assert len(sig["act_steps"]) == len(sig["act_rms"]) > 0 and len(sig["act_rms"][0]) == n_layers
+    # Resume with a larger budget of runs: the first two are kept, not retrained.
+    assert record_bank("mlp", "digits", runs=3, epochs=2, seed=0, out=out) == 1
+    again = read_bank(out)
+    assert [r.run_id for r in again] == ["0", "1", "2"] and again[:2] == first
+
+
+@pytest.mark.slow
+def test_truncated_tail_is_repaired_on_resume(tmp_path):
+    out = tmp_path / "b.jsonl.gz"
+    record_bank("mlp", "digits", runs=2, epochs=1, seed=0, out=out)
+    data = out.read_bytes()
+    second_member = data.find(b"\x1f\x8b", 10)  # each appended run is its own gzip member
+    out.write_bytes(data[: second_member + 20])  # the second run's write was cut off
+    assert record_bank("mlp", "digits", runs=2, epochs=1, seed=0, out=out) == 1
+    assert [r.run_id for r in read_bank(out)] == ["0", "1"]
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        record_bank("mlp", "digits", runs=0, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz")
+    with pytest.raises(ValueError, match="metric"):
+        record_bank("mlp", "digits", runs=1, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz", metric="f1")
+    with pytest.raises(ValueError, match="input_shape"):
+        record_bank("resnet", "mnist1d", runs=1, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz")
+    with pytest.raises(ValueError, match="does not exist"):
+        record_bank("mlp", "digits", runs=1, epochs=1, seed=0, out=tmp_path / "no" / "b.jsonl.gz")
+
+
+def test_auto_k_gives_about_200_points():
+    k = auto_every_k_steps(3000, 32, 30)
+    steps = math.ceil(3000 / 32) * 30
+    assert 190 <= steps // k <= 400
+    assert auto_every_k_steps(10, 64, 1) == 1
