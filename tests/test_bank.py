@@ -95,3 +95,11 @@ def test_taskset_bank_reads_as_documented():
     assert all(r.metric == "val_loss" and r.direction == "minimize" for r in runs)
     diverged = sum(1 for r in runs if any(math.isnan(v) for v in r.values))
     assert 0 < diverged < len(runs)
+
+
+@pytest.mark.parametrize("name", ["digits_mlp", "mnist5k_mlp", "mnist1d_cnn"])
+def test_recorded_banks_are_complete(name):
+    runs = read_bank(Path(__file__).resolve().parents[1] / "benchmarks" / "banks" / f"{name}.jsonl.gz")
+    assert len(runs) >= 150 and {r.budget for r in runs} == {30}
+    assert sorted(int(r.run_id) for r in runs) == list(range(len(runs)))
+    assert all(len(r.signals["layer_rms"]) == 30 and r.signals["act_rms"] for r in runs)
