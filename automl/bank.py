@@ -201,8 +201,3 @@ def runs_by_task(runs: Iterable[Run]) -> dict[str, list[Run]]:
     for run in runs:
         out.setdefault(run.task, []).append(run)
     return out
-
-
-def outcome_or_none(run: Run) -> Optional[float]:
-    """The outcome as a finite float, or ``None`` for a run that ended diverged."""
-    return run.outcome if math.isfinite(run.outcome) else None
