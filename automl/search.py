@@ -181,7 +181,9 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
 
         def on_epoch(record):
             value = report(record, trial, metric=settings.metric)
-            if trial.should_prune():
+            # The last epoch is paid for: finish the trial so the sampler sees its full result
+            # (the replay benchmark counts epochs the same way).
+            if record.epoch < settings.epochs and trial.should_prune():
                 if not writes_reason:  # a built-in pruner: say which, when and at what value
                     trial.set_user_attr("prune_reason", f"{type(pruner).__name__} pruned at epoch {record.epoch} "
                                                         f"({settings.metric}={value:.4g})")
