@@ -195,8 +195,10 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
 @click.option("--metric", type=click.Choice(("val_acc", "val_loss")), default="val_acc", show_default=True)
 @click.option("--every-k-steps", type=click.IntRange(min=1), default=None, help="Activation logging period (default: ~200 points a run).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--ncp", type=click.Choice(("shadow", "head")), default=None,
+              help="Record βeff of a neural capacitance probe: beside the head (shadow) or as the head.")
 def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, out: str, metric: str,
-                 every_k_steps: Optional[int], jobs: int) -> None:
+                 every_k_steps: Optional[int], jobs: int, ncp: Optional[str]) -> None:
     """Train RUNS sampled configurations to the full budget and write every curve and probe signal
     to a curve bank; re-running the same command resumes without redoing finished runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -209,7 +211,7 @@ def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, ou
         bar = progress.add_task(f"{dataset} x {space}", total=runs)
         try:
             n = record_bank(space, dataset, runs=runs, epochs=epochs, seed=seed, out=out, metric=metric,
-                            every_k_steps=every_k_steps, jobs=jobs, progress=lambda run: progress.advance(bar))
+                            every_k_steps=every_k_steps, jobs=jobs, ncp=ncp, progress=lambda run: progress.advance(bar))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     click.echo(f"recorded {n} runs ({runs - n} were already in {out}) in {time.perf_counter() - start:.0f} s")

@@ -25,7 +25,11 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from automl.ncp import DEFAULT_HIDDEN, NCP, ShadowNCP
 from automl.records import ActivationTrace, EpochRecord, LayerStats
+from automl.signals.capacitance import WEIGHTINGS
+
+NCP_MODES = ("head", "shadow")
 
 __all__ = ["Probe", "find_layers"]
 
@@ -53,6 +57,15 @@ class Probe:
         grad_every: read gradients every this many steps (1 = every step).
         layers: names of the modules to watch (``model.named_modules()`` names); default: every
             module with a weight of rank >= 2.
+        ncp: record the neural capacitance βeff of a probe head (see :mod:`automl.ncp`):
+            ``"head"`` reads the NCP installed as the model's head (``install_ncp_head`` before the
+            optimizer is built); ``"shadow"`` trains an NCP on the detached features beside the
+            real head, and then ``step`` needs the batch labels: ``probe.step(targets=yb)``.
+        features: the module whose output the shadow NCP reads (default: ``model.features``).
+        ncp_hidden, ncp_lr, ncp_seed, ncp_classes: the shadow NCP's hidden widths, Adam learning
+            rate, initialisation seed and number of classes (default: read from the model's output).
+        beta_weighting: the link weighting recorded as ``EpochRecord.beta_eff`` (both are kept in
+            ``EpochRecord.capacitance``).
 
     Non-finite gradients, weights or activations are recorded as ``nan``/``inf`` (``null`` in
     JSON): they are evidence of divergence, never an error.
@@ -78,6 +91,13 @@ class Probe:
         every_k_steps: Optional[int] = None,
         grad_every: int = 1,
         layers: Optional[Sequence[str]] = None,
+        ncp: Optional[str] = None,
+        features: Optional[str] = None,
+        ncp_hidden: Sequence[int] = DEFAULT_HIDDEN,
+        ncp_lr: float = 1e-3,
+        ncp_seed: int = 0,
+        ncp_classes: Optional[int] = None,
+        beta_weighting: str = "product",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, but got {type(model).__name__}.")
@@ -107,6 +127,25 @@ class Probe:
                 raise ValueError("probe_batch must be a non-empty tensor with a batch axis first.")
             self.probe_batch = probe_batch.detach()
 
+        if ncp not in (None, *NCP_MODES):
+            raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp=}.")
+        if beta_weighting not in WEIGHTINGS:
+            raise ValueError(f"beta_weighting must be one of {WEIGHTINGS}, but got {beta_weighting!r}.")
+        self.ncp_mode = ncp
+        self.beta_weighting = beta_weighting
+        self._shadow: Optional[ShadowNCP] = None
+        self._head_ncp: Optional[NCP] = None
+        if ncp == "head":
+            found = [m for m in model.modules() if isinstance(m, NCP)]
+            if not found:
+                raise ValueError(
+                    "ncp='head' reads an NCP installed as the model's head: call automl.ncp.install_ncp_head(model) "
+                    "before building the optimizer, or use ncp='shadow' to leave the model unchanged."
+                )
+            self._head_ncp = found[-1]
+        elif ncp == "shadow":
+            self._shadow = ShadowNCP(model, features, n_classes=ncp_classes, hidden=ncp_hidden, lr=ncp_lr, seed=ncp_seed)
+
         self.records: list[EpochRecord] = []
         self.global_step = 0
         self._capturing = False
@@ -129,6 +168,7 @@ class Probe:
         self._grad_count = 0
         self._trace_steps: list[int] = []
         self._trace_rows: list[torch.Tensor] = []
+        self._trace_beta: list[float] = []
 
     @property
     def layer_names(self) -> list[str]:
@@ -155,10 +195,26 @@ class Probe:
         nan = torch.tensor(float("nan"), device=self._device())
         return torch.stack([a if a is not None else nan for a in self._act])
 
+    @property
+    def ncp(self) -> Optional[NCP]:
+        """The NCP whose weights give βeff (``None`` without one, or before a shadow NCP's first batch)."""
+        return self._head_ncp if self._shadow is None else self._shadow.ncp
+
+    def _beta(self) -> dict[str, float]:
+        ncp = self.ncp
+        return ncp.beta_eff() if ncp is not None else {}
+
     # -- public API -------------------------------------------------------------------------
     @torch.no_grad()
-    def step(self) -> None:
-        """Call once per optimizer step, after ``optimizer.step()`` and before the next ``zero_grad``."""
+    def step(self, targets: Optional[torch.Tensor] = None) -> None:
+        """Call once per optimizer step, after ``optimizer.step()`` and before the next ``zero_grad``.
+
+        With ``ncp="shadow"``, pass the batch labels: the shadow NCP takes one step on them.
+        """
+        if self._shadow is not None:
+            if targets is None:
+                raise ValueError("ncp='shadow' trains on each batch's labels: call probe.step(targets=yb).")
+            self._shadow.train_step(targets)
         self.global_step += 1
         if self.global_step % self.grad_every == 0:
             norms, zeros = [], []
@@ -181,9 +237,13 @@ class Probe:
             self._grad_count += 1
         if self.every_k_steps is not None and self.global_step % self.every_k_steps == 0:
             rms = self._activation_rms()
-            if rms is not None:
+            beta = self._beta().get(self.beta_weighting) if self.ncp_mode else None
+            if rms is not None or beta is not None:
                 self._trace_steps.append(self.global_step)
-                self._trace_rows.append(rms)
+                if rms is not None:
+                    self._trace_rows.append(rms)
+                if beta is not None:
+                    self._trace_beta.append(beta)
 
     @torch.no_grad()
     def end_epoch(
@@ -225,8 +285,14 @@ class Probe:
             for i, name in enumerate(self.layer_names)
         ]
         trace = None
-        if self._trace_rows:
-            trace = ActivationTrace(steps=self._trace_steps, rms=torch.stack(self._trace_rows).cpu().tolist())
+        if self._trace_steps:
+            rms_rows = torch.stack(self._trace_rows).cpu().tolist() if self._trace_rows else []
+            trace = ActivationTrace(steps=self._trace_steps, rms=rms_rows, beta_eff=self._trace_beta)
+        capacitance = None
+        if self.ncp_mode:
+            capacitance = self._beta()
+            if self._shadow is not None:
+                capacitance.update(self._shadow.epoch_stats())
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             lr = float(self.optimizer.param_groups[0]["lr"])
         record = EpochRecord(
@@ -242,6 +308,8 @@ class Probe:
             wall_time=time.perf_counter() - self._epoch_start,
             layers=layers,
             activations=trace,
+            beta_eff=capacitance.get(self.beta_weighting) if capacitance else None,
+            capacitance=capacitance or None,
         )
         self.records.append(record)
         self._reset_epoch()
@@ -252,6 +320,8 @@ class Probe:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if self._shadow is not None:
+            self._shadow.close()
 
     def __enter__(self) -> "Probe":
         return self

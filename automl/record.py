@@ -10,6 +10,10 @@ Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc
 ``test_acc`` and the signals the probe records, per epoch: ``layer_rms``, ``grad_norm``,
 ``zero_grad_frac``, ``weight_norm``, ``weight_std`` (one list per layer each) and ``layers``; and,
 with ``every_k_steps``, ``act_steps``/``act_rms`` (per-layer activation RMS every k steps).
+With ``ncp="shadow"`` or ``"head"`` it adds ``ncp`` (the mode), ``beta_eff`` and
+``beta_eff_downstream`` per epoch, ``act_beta_eff`` every k steps, and for a shadow NCP its
+training accuracy ``ncp_train_acc``. A head-mode bank's task is named ``<dataset>_<space>_ncphead``:
+its runs train a different model (the NCP is their output layer).
 """
 
 from __future__ import annotations
@@ -48,12 +52,12 @@ def _g6(x: Optional[float]) -> float:
 
 
 def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epochs: int, seed: int,
-            metric: str, direction: str, every_k_steps: Optional[int]) -> Run:
+            metric: str, direction: str, every_k_steps: Optional[int], ncp: Optional[str] = None) -> Run:
     """Train one configuration to the full budget and return its bank row."""
     from automl.trainer import train
 
     k = every_k_steps or auto_every_k_steps(len(data.x_train), int(config.get("batch_size", 64)), epochs)
-    result = train(space, config, data, epochs=epochs, seed=seed, every_k_steps=k)
+    result = train(space, config, data, epochs=epochs, seed=seed, every_k_steps=k, ncp=ncp)
     recs = result.records
     curves = {name: [r.metric(name) for r in recs] for name in CURVES}
     per_layer = lambda attr: [[_g6(getattr(l, attr)) for l in r.layers] for r in recs]  # noqa: E731
@@ -70,6 +74,16 @@ def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epoc
         "act_rms": [[_g6(v) for v in row] for r in recs if r.activations for row in r.activations.rms],
         "seed": seed,
     }
+    if ncp:
+        cap = lambda key: [_g6((r.capacitance or {}).get(key)) for r in recs]  # noqa: E731
+        signals.update({
+            "ncp": ncp,
+            "beta_eff": cap("product"),
+            "beta_eff_downstream": cap("downstream"),
+            "act_beta_eff": [_g6(v) for r in recs if r.activations for v in r.activations.beta_eff],
+        })
+        if ncp == "shadow":
+            signals["ncp_train_acc"] = cap("ncp_train_acc")
     return Run(task=task, run_id=run_id, config=config, metric=metric, direction=direction, curves=curves, signals=signals)
 
 
@@ -94,14 +108,16 @@ def _one_thread() -> None:
 
 
 def _work(args: tuple) -> Run:
-    space_name, dataset, i, config, epochs, seed, metric, direction, k = args
+    space_name, dataset, i, config, epochs, seed, metric, direction, k, ncp = args
     from search_spaces import get_space
 
     from automl.data import load_dataset
     from automl.search import trial_seed
 
-    return run_row(get_space(space_name), config, load_dataset(dataset), task=f"{dataset}_{space_name}", run_id=str(i),
-                   epochs=epochs, seed=trial_seed(seed, config), metric=metric, direction=direction, every_k_steps=k)
+    task = f"{dataset}_{space_name}" + ("_ncphead" if ncp == "head" else "")
+    return run_row(get_space(space_name), config, load_dataset(dataset), task=task, run_id=str(i),
+                   epochs=epochs, seed=trial_seed(seed, config), metric=metric, direction=direction, every_k_steps=k,
+                   ncp=ncp)
 
 
 def record_bank(
@@ -115,6 +131,7 @@ def record_bank(
     metric: str = "val_acc",
     every_k_steps: Optional[int] = None,
     jobs: int = 1,
+    ncp: Optional[str] = None,
     progress: Optional[Callable[[Run], None]] = None,
 ) -> int:
     """Record ``runs`` runs into ``out`` (resuming); returns how many were trained now."""
@@ -123,6 +140,8 @@ def record_bank(
     from automl.data import load_dataset
     from automl.records import METRICS
 
+    if ncp not in (None, "head", "shadow"):
+        raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp!r}.")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
     for name, value in (("runs", runs), ("epochs", epochs), ("jobs", jobs)):
@@ -136,7 +155,7 @@ def record_bank(
     if not out.parent.is_dir():
         raise ValueError(f"folder {str(out.parent)!r} for --out does not exist.")
     done = _salvage(out)
-    todo = [(space, dataset, i, c, int(epochs), int(seed), metric, METRICS[metric], every_k_steps)
+    todo = [(space, dataset, i, c, int(epochs), int(seed), metric, METRICS[metric], every_k_steps, ncp)
             for i, c in enumerate(configs) if str(i) not in done]
     n = 0
     if jobs > 1:

@@ -50,6 +50,7 @@ class ActivationTrace(BaseModel):
 
     steps: list[int] = Field(default_factory=list)
     rms: list[list[Num]] = Field(default_factory=list, description="one row per logged step, one value per layer")
+    beta_eff: list[Num] = Field(default_factory=list, description="βeff of the NCP at each logged step (with an NCP)")
 
 
 class EpochRecord(BaseModel):
@@ -78,7 +79,10 @@ class EpochRecord(BaseModel):
     layers: list[LayerStats] = Field(default_factory=list)
     activations: Optional[ActivationTrace] = None
     # Reserved for later signals (capacitance, dynamics, failure labels).
-    beta_eff: Num = None
+    beta_eff: Num = Field(None, description="βeff of the neural capacitance probe (the probe's chosen weighting)")
+    capacitance: Optional[dict[str, Num]] = Field(
+        None, description="βeff under each link weighting ('product', 'downstream') and a shadow NCP's ncp_train_loss/ncp_train_acc"
+    )
     dynamics: Optional[dict[str, Num]] = None
     failure_labels: Optional[dict[str, float]] = None
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from automl.data import Dataset
+from automl.ncp import NCP, install_ncp_head
 from automl.probe import Probe
 from automl.records import EpochRecord
 
@@ -82,6 +83,7 @@ def fit(
     device: str | torch.device = "cpu",
     probe_batch_size: int = 256,
     every_k_steps: Optional[int] = None,
+    ncp: Optional[str] = None,
     on_epoch: Optional[Callable[[EpochRecord], Optional[bool]]] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy, recording every epoch with a ``Probe``.
@@ -92,6 +94,8 @@ def fit(
         seed: seeds the batch order and every random draw during training (dropout), in a
             forked generator: the caller's global torch RNG is left as it was.
         every_k_steps: also log layer activations every k optimizer steps.
+        ncp: record βeff of a neural capacitance probe: ``"head"`` replaces the model's output
+            layer by an NCP (unless one is installed already), ``"shadow"`` trains one beside it.
         on_epoch: called with each ``EpochRecord``; may raise to abort (the exception
             propagates) or return ``True`` to stop after this epoch.
 
@@ -104,6 +108,8 @@ def fit(
         raise ValueError(f"batch_size must be >= 1, but got {batch_size=}.")
     if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, but got {lr=}.")
+    if ncp == "head" and not any(isinstance(m, NCP) for m in model.modules()):
+        install_ncp_head(model, seed=int(seed))  # before the optimizer, so that it trains the NCP
     device = torch.device(device)
     model.to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
@@ -113,7 +119,8 @@ def fit(
     probe_batch = data.x_val[:probe_batch_size]
     result = TrainResult()
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps) as probe:
+    with torch.random.fork_rng(devices=cuda), Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps,
+                                                     ncp=ncp, ncp_seed=int(seed), ncp_classes=data.n_classes) as probe:
         torch.manual_seed(int(seed))
         for _ in range(int(epochs)):
             model.train()
@@ -128,7 +135,7 @@ def fit(
                 loss = nn.functional.cross_entropy(out, yb)
                 loss.backward()
                 opt.step()
-                probe.step()
+                probe.step(targets=yb)
                 loss_sum += loss.detach() * len(idx)
                 correct += (out.detach().argmax(1) == yb).sum()
             val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
@@ -157,6 +164,7 @@ def train(
     seed: int = 0,
     device: str | torch.device = "cpu",
     every_k_steps: Optional[int] = None,
+    ncp: Optional[str] = None,
     on_epoch: Optional[Callable[[EpochRecord], Optional[bool]]] = None,
 ) -> TrainResult:
     """Build ``space``'s model for ``config`` (seeded by ``seed``) and ``fit`` it on ``data``.
@@ -185,5 +193,6 @@ def train(
         seed=seed,
         device=device,
         every_k_steps=every_k_steps,
+        ncp=ncp,
         on_epoch=on_epoch,
     )

@@ -10,12 +10,12 @@ Example:
     True
 """
 
-from search_spaces._families import CNN, MLP, RESNET
+from search_spaces._families import CNN, MLP, RESNET, RESNET_SMALL
 from search_spaces._params import Categorical, Float, Int, Param, SearchSpace
 
 __all__ = ["SPACES", "get_space", "SearchSpace", "Float", "Int", "Categorical", "Param"]
 
-SPACES: dict[str, SearchSpace] = {s.name: s for s in (MLP, CNN, RESNET)}
+SPACES: dict[str, SearchSpace] = {s.name: s for s in (MLP, CNN, RESNET, RESNET_SMALL)}
 
 
 def get_space(name: str) -> SearchSpace:

@@ -1,4 +1,4 @@
-"""The candidate families: ``mlp``, ``cnn`` and ``resnet``, each declared once.
+"""The candidate families: ``mlp``, ``cnn``, ``resnet`` and ``resnet_small``, each declared once.
 
 Every model is a :class:`Classifier` with a ``features`` part and a ``head`` (the output layer),
 so probes can find the penultimate layer of any of them.
@@ -10,7 +10,7 @@ from typing import Any
 
 from search_spaces._params import Categorical, Float, Int, SearchSpace
 
-__all__ = ["MLP", "CNN", "RESNET"]
+__all__ = ["MLP", "CNN", "RESNET", "RESNET_SMALL"]
 
 _COMMON = (
     Float("lr", 1e-4, 1e-1, log=True),
@@ -98,6 +98,45 @@ def _build_resnet(config: dict[str, Any], input_shape: tuple[int, ...], n_classe
     return _classifier(features, net.fc)
 
 
+def _build_resnet_small(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: int):
+    """The CIFAR-style ResNet of He et al. (2016, §4.2): a 3x3 stem to ``width`` channels, three
+    stages of ``blocks`` residual blocks at width, 2x and 4x width (stride 2 entering stages 2 and
+    3 while the input is large enough), global average pooling. ``blocks=3, width=16`` is
+    ResNet-20. Conv1d for sequences, Conv2d for images."""
+    from torch import nn
+
+    one_d = len(input_shape) == 2
+    conv, norm = (nn.Conv1d, nn.BatchNorm1d) if one_d else (nn.Conv2d, nn.BatchNorm2d)
+    act = config["activation"]
+
+    class Block(nn.Module):
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                conv(c_in, c_out, 3, stride=stride, padding=1, bias=False), norm(c_out), _activation(act),
+                conv(c_out, c_out, 3, padding=1, bias=False), norm(c_out),
+            )
+            self.skip = (nn.Identity() if stride == 1 and c_in == c_out
+                         else nn.Sequential(conv(c_in, c_out, 1, stride=stride, bias=False), norm(c_out)))
+            self.out = _activation(act)
+
+        def forward(self, x):
+            return self.out(self.body(x) + self.skip(x))
+
+    w, size = config["width"], min(input_shape[1:])
+    layers: list[nn.Module] = [conv(input_shape[0], w, 3, padding=1, bias=False), norm(w), _activation(act)]
+    c_in = w
+    for stage in range(3):
+        c_out = w * 2**stage
+        for b in range(config["blocks"]):
+            stride = 2 if stage > 0 and b == 0 and size >= 4 else 1
+            size //= stride
+            layers.append(Block(c_in, c_out, stride))
+            c_in = c_out
+    layers += [nn.AdaptiveAvgPool1d(1) if one_d else nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config["dropout"])]
+    return _classifier(nn.Sequential(*layers), nn.Linear(c_in, n_classes))
+
+
 MLP = SearchSpace(
     name="mlp",
     description="fully connected net: flatten, depth x (Linear, activation, dropout), Linear",
@@ -134,4 +173,17 @@ RESNET = SearchSpace(
     ),
     builder=_build_resnet,
     input_ranks=(3,),
+)
+
+RESNET_SMALL = SearchSpace(
+    name="resnet_small",
+    description="CIFAR-style ResNet (He et al. 2016): 3 stages x blocks residual blocks at width/2x/4x, for sequences or images",
+    params=_COMMON
+    + (
+        Int("width", 8, 32, log=True),
+        Int("blocks", 1, 3),
+        Categorical("activation", ("relu", "gelu", "silu")),
+    ),
+    builder=_build_resnet_small,
+    input_ranks=(2, 3),
 )

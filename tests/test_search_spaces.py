@@ -14,7 +14,7 @@ from search_spaces import SPACES, Categorical, Float, Int, SearchSpace, get_spac
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-FAMILIES = ["mlp", "cnn", "resnet"]
+FAMILIES = ["mlp", "cnn", "resnet", "resnet_small"]
 
 
 def _config(family: str, **overrides):
@@ -24,6 +24,7 @@ def _config(family: str, **overrides):
         "mlp": {"width": 16, "depth": 2, "activation": "relu"},
         "cnn": {"channels": 8, "depth": 3, "activation": "relu"},
         "resnet": {"blocks": 1, "activation": "relu"},
+        "resnet_small": {"width": 8, "blocks": 2, "activation": "relu"},
     }[family]
     return {**base, **extra, **overrides}
 
@@ -239,7 +240,8 @@ def test_validate_drops_unknown_keys():
 
 @pytest.mark.parametrize(
     "family, shape",
-    [("mlp", (1, 8, 8)), ("mlp", (1, 40)), ("cnn", (1, 8, 8)), ("cnn", (1, 40)), ("resnet", (1, 8, 8))],
+    [("mlp", (1, 8, 8)), ("mlp", (1, 40)), ("cnn", (1, 8, 8)), ("cnn", (1, 40)), ("resnet", (1, 8, 8)),
+     ("resnet_small", (1, 8, 8)), ("resnet_small", (1, 40)), ("resnet_small", (3, 28, 28))],
 )
 def test_build_model_forward_shape(family, shape):
     torch.manual_seed(0)
@@ -317,3 +319,14 @@ def test_resnet_blocks_choose_depth():
     big = space.build_model(_config("resnet", blocks=2), (3, 8, 8), 10)
     assert n(big) > n(small)
     assert small(torch.randn(2, 3, 8, 8)).shape == (2, 10)  # three input channels accepted
+
+
+def test_resnet_small_is_he_et_al_cifar_resnet():
+    """ResNet-20 (He et al. 2016, §4.2): width 16, 3 blocks a stage, 0.27M parameters."""
+    space = get_space("resnet_small")
+    model = space.build_model(_config("resnet_small", width=16, blocks=3), (3, 32, 32), 10)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 0.26e6 < n_params < 0.28e6
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert len(convs) == 1 + 3 * 3 * 2  # stem + 3 stages x 3 blocks x 2 convs: 19 conv + 1 fc = 20 layers
+    assert model.head.in_features == 64

@@ -3,6 +3,7 @@
 Every function here takes plain numbers or NumPy arrays and is testable without a study.
 """
 
+from automl.signals.capacitance import WEIGHTINGS, beta_eff
 from automl.signals.curve import CurveForecast, forecast_final, median_at_step, rank_correlation
 
-__all__ = ["CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]
+__all__ = ["beta_eff", "WEIGHTINGS", "CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]

@@ -1,0 +1,182 @@
+"""Predict a run's final accuracy from its first k epochs: βeff predictors and the baselines.
+
+All functions take plain per-epoch sequences (epoch i at position i-1; ``nan`` for a diverged
+epoch) and return a predicted final value, higher = better for accuracies. They are what
+``benchmarks/capacitance_study.py`` ranks models by and what ``decide`` can use.
+
+- :func:`vacces`: validation accuracy at epoch k (VAccES, "validation accuracy early stopping").
+- :func:`tse_ema`: the negated exponentially weighted sum of training losses up to k (TSE-EMA,
+  Ru, Lyle, Schut, Fil, van der Wilk, Gal, "Speedy performance estimation for neural architecture
+  search", NeurIPS 2021; a lower sum ranks higher, so the score is its negative).
+- :func:`power_law_final`: the curve extrapolated to the budget by ``a - b t^(-c)``.
+- :func:`beta_ridge_final`: the per-trial model of Jiang et al. (arXiv 2201.04194): a Bayesian
+  ridge regression of accuracy on βeff over the observed epochs, read at the βeff the run's own
+  βeff trend reaches at the budget (βeff extrapolated linearly in log t).
+- :class:`PopulationPredictor`: a Bayesian ridge regression fitted on the finished runs of the
+  same study, from features at epoch k (βeff, its change, accuracy, its change) to the final
+  accuracy; its weights (and so how much βeff counts) are learned, with a predictive std.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import BayesianRidge
+from sklearn.preprocessing import StandardScaler
+
+__all__ = [
+    "vacces",
+    "tse_ema",
+    "power_law_final",
+    "beta_ridge_final",
+    "prefix_features",
+    "FEATURE_SETS",
+    "PopulationPredictor",
+]
+
+#: Named feature subsets of :func:`prefix_features` (columns: βeff_k, Δβeff_k, acc_k, Δacc_k).
+FEATURE_SETS: dict[str, tuple[int, ...]] = {"beta": (0, 1), "curve": (2, 3), "both": (0, 1, 2, 3)}
+
+
+def _prefix(values: Sequence[float], k: int, name: str) -> np.ndarray:
+    if isinstance(k, bool) or int(k) < 1:
+        raise ValueError(f"k (observed epochs) must be >= 1, but got {k=}.")
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or len(arr) < k:
+        raise ValueError(f"{name} must be a 1-D sequence of at least k={k} epochs, but has shape {arr.shape}.")
+    return arr[: int(k)]
+
+
+def vacces(val_acc: Sequence[float], k: int) -> float:
+    """Validation accuracy at epoch k (``nan`` if that epoch diverged)."""
+    return float(_prefix(val_acc, k, "val_acc")[-1])
+
+
+def tse_ema(train_loss: Sequence[float], k: int, gamma: float = 0.9) -> float:
+    """``-Σ_{t≤k} γ^(k-t) L_train(t)``: higher is better; ``-inf`` if a loss is non-finite."""
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], but got {gamma=}.")
+    loss = _prefix(train_loss, k, "train_loss")
+    if not np.isfinite(loss).all():
+        return -math.inf
+    weights = gamma ** np.arange(len(loss) - 1, -1, -1, dtype=float)
+    return -float(weights @ loss)
+
+
+def power_law_final(curve: Sequence[float], k: int, budget: int) -> float:
+    """The curve extrapolated to epoch ``budget`` by ``a - b t^(-c)`` fitted to its first k epochs
+    (c fixed at 1 for k = 2; the value at k for k = 1). Clipped to [0, 1] (accuracies)."""
+    from scipy.optimize import curve_fit
+
+    y = _prefix(curve, k, "curve")
+    if not np.isfinite(y).all():
+        return math.nan
+    if k == 1:
+        return float(y[-1])
+    t = np.arange(1, k + 1, dtype=float)
+    if k == 2:
+        b = (y[1] - y[0]) / (1 - 1 / 2)
+        a = y[1] + b / 2
+        return float(np.clip(a - b / budget, 0.0, 1.0))
+
+    def model(tt, a, b, c):
+        return a - b * tt ** (-c)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, _ = curve_fit(model, t, y, p0=(y[-1], y[-1] - y[0] + 1e-3, 1.0),
+                             bounds=((0.0, -2.0, 0.05), (1.0, 2.0, 3.0)), maxfev=2000)
+        return float(np.clip(model(float(budget), *p), 0.0, 1.0))
+    except (RuntimeError, ValueError):
+        return float(y[-1])
+
+
+def beta_ridge_final(beta: Sequence[float], acc: Sequence[float], k: int, budget: int) -> tuple[float, float]:
+    """Per-trial prediction of the final accuracy from (βeff, accuracy) pairs of epochs 1..k.
+
+    Returns ``(mean, std)``; ``(acc_k, nan)`` when k = 1 or βeff did not move.
+    """
+    b = _prefix(beta, k, "beta")
+    y = _prefix(acc, k, "acc")
+    if not (np.isfinite(b).all() and np.isfinite(y).all()):
+        return math.nan, math.nan
+    if k == 1 or np.ptp(b) <= 1e-12 * max(1.0, float(np.abs(b).max())):
+        return float(y[-1]), math.nan
+    logt = np.log(np.arange(1, k + 1, dtype=float))
+    slope, intercept = np.polyfit(logt, b, 1)
+    beta_at_budget = intercept + slope * math.log(budget)
+    scale = float(np.std(b)) or 1.0
+    model = BayesianRidge().fit(((b - b.mean()) / scale).reshape(-1, 1), y)
+    mean, std = model.predict(np.array([[(beta_at_budget - b.mean()) / scale]]), return_std=True)
+    return float(np.clip(mean[0], 0.0, 1.0)), float(std[0])
+
+
+def prefix_features(beta: Sequence[float], acc: Sequence[float], k: int) -> np.ndarray:
+    """One feature row at epoch k: ``[βeff_k, βeff_k - βeff_{k-1}, acc_k, acc_k - acc_{k-1}]``
+    (changes are 0 at k = 1). ``nan`` entries mark a diverged run."""
+    b = _prefix(beta, k, "beta")
+    y = _prefix(acc, k, "acc")
+    db = b[-1] - b[-2] if k > 1 else 0.0
+    dy = y[-1] - y[-2] if k > 1 else 0.0
+    return np.array([b[-1], db, y[-1], dy], dtype=float)
+
+
+class PopulationPredictor(RegressorMixin, BaseEstimator):
+    """Bayesian ridge regression from prefix features to the final value, fitted on finished runs.
+
+    Args:
+        features: ``"beta"``, ``"curve"`` or ``"both"`` (columns of :func:`prefix_features`), or a
+            tuple of column indices.
+
+    Rows with a non-finite feature or target are left out of the fit; ``predict`` gives ``nan``
+    for them (a diverged run). The fitted weights are in ``coef_`` (in standardised units), so a
+    reader sees how much βeff counted next to the curve.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(40, 4)); y = 0.5 + 0.1 * X[:, 0] + 0.01 * rng.normal(size=40)
+        >>> model = PopulationPredictor("both").fit(X, y)
+        >>> mean, std = model.predict(X[:2], return_std=True)
+        >>> bool(np.all(np.abs(mean - y[:2]) < 0.05)), bool(np.all(std > 0))
+        (True, True)
+    """
+
+    def __init__(self, features: str | tuple[int, ...] = "both") -> None:
+        self.features = features
+
+    def _columns(self) -> tuple[int, ...]:
+        if isinstance(self.features, str):
+            if self.features not in FEATURE_SETS:
+                raise ValueError(f"features must be one of {sorted(FEATURE_SETS)} or column indices, but got {self.features!r}.")
+            return FEATURE_SETS[self.features]
+        return tuple(int(c) for c in self.features)
+
+    def fit(self, X, y) -> "PopulationPredictor":
+        X = np.asarray(X, dtype=float)[:, self._columns()]
+        y = np.asarray(y, dtype=float)
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values.")
+        ok = np.isfinite(X).all(axis=1) & np.isfinite(y)
+        if ok.sum() < 3:
+            raise ValueError(f"a population model needs at least 3 finished runs with finite features, but got {int(ok.sum())}.")
+        self.scaler_ = StandardScaler().fit(X[ok])
+        self.model_ = BayesianRidge().fit(self.scaler_.transform(X[ok]), y[ok])
+        self.coef_ = self.model_.coef_
+        self.n_fit_ = int(ok.sum())
+        return self
+
+    def predict(self, X, return_std: bool = False):
+        X = np.asarray(X, dtype=float)[:, self._columns()]
+        ok = np.isfinite(X).all(axis=1)
+        mean = np.full(len(X), np.nan)
+        std = np.full(len(X), np.nan)
+        if ok.any():
+            m, s = self.model_.predict(self.scaler_.transform(X[ok]), return_std=True)
+            mean[ok], std[ok] = m, s
+        return (mean, std) if return_std else mean
