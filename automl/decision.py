@@ -12,9 +12,14 @@ Order of checks (cheapest and most certain first):
    ("diverged at epoch 3: val_loss=nan"); then, at the budget (``max_epochs``) -> continue;
 3. the current incumbent (best value at this epoch among all trials, or already better than
    every finished trial) -> continue, always;
-4. enough finished peers seen at this epoch -> curve forecast: prune when even its optimistic
+4. with ``Policy(capacitance="auto")`` and βeff in the records: a population model fitted on the
+   finished trials (βeff, its change, the metric, its change at this epoch -> final value) is used
+   only where it predicts the finished trials' ends better than the same model without βeff
+   (leave-one-out error): the learned weights decide how much βeff counts, and the data decide
+   whether it counts at all. Prune when its optimistic end cannot beat the best finished trial;
+5. enough finished peers seen at this epoch -> curve forecast: prune when even its optimistic
    end cannot beat the best finished trial;
-5. otherwise the evidence is thin -> the fallback rule (median, as Optuna's ``MedianPruner``),
+6. otherwise the evidence is thin -> the fallback rule (median, as Optuna's ``MedianPruner``),
    or "thin" for an adapter that wraps a classic pruner of its own.
 """
 
@@ -34,7 +39,7 @@ __all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide"]
 
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
-Source = Literal["no_data", "budget", "divergence", "incumbent", "curve", "fallback", "thin"]
+Source = Literal["no_data", "budget", "divergence", "incumbent", "capacitance", "curve", "fallback", "thin"]
 
 _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
@@ -100,6 +105,13 @@ class Policy(BaseModel):
             ``"none"`` (continue; an adapter may then ask a classic pruner it wraps).
         fallback_startup_trials: finished trials needed before the median rule prunes.
         fallback_warmup_epochs: the median rule does not prune before this epoch.
+        capacitance: ``"off"``, or ``"auto"``: use βeff from the records (``EpochRecord.beta_eff``)
+            through a population model, where it beats the curve-only model on the finished
+            trials (see the module docstring). Needs records of the finished trials.
+        capacitance_min_finished: finished trials with βeff at this epoch needed to fit it.
+        capacitance_min_epochs: no capacitance pruning before this epoch.
+        capacitance_min_gain: βeff counts only if it lowers the leave-one-out error of the
+            curve-only model by at least this fraction.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -116,6 +128,10 @@ class Policy(BaseModel):
     fallback: Literal["median", "none"] = "median"
     fallback_startup_trials: int = Field(5, ge=0)
     fallback_warmup_epochs: int = Field(3, ge=0)
+    capacitance: Literal["off", "auto"] = "off"
+    capacitance_min_finished: int = Field(10, ge=4)
+    capacitance_min_epochs: int = Field(2, ge=1)
+    capacitance_min_gain: float = Field(0.1, ge=0.0, lt=1.0)
 
 
 class Verdict(BaseModel):
@@ -271,7 +287,13 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
             source="incumbent",
         )
 
-    # 4. Curve forecast from finished peers at this epoch, if this epoch tells about the end.
+    # 4. Capacitance: a population model on βeff, where it is informative.
+    if policy.capacitance == "auto" and step >= policy.capacitance_min_epochs:
+        verdict = _capacitance(trial_history, population, policy, step, sign, best_final, best_final_number)
+        if verdict is not None:
+            return verdict
+
+    # 5. Curve forecast from finished peers at this epoch, if this epoch tells about the end.
     informative, rho = True, math.nan
     if policy.min_rank_corr > 0 and len(peers_now) >= policy.min_finished and step >= policy.min_epochs:
         rho = rank_correlation(np.asarray(peers_now), np.asarray(peers_final))
@@ -310,7 +332,7 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         )
         return Verdict(action="continue", reason=reason, evidence=evidence, predicted_final=pred, source="curve")
 
-    # 5. Thin evidence.
+    # 6. Thin evidence.
     if not informative:
         shown = "undefined" if math.isnan(rho) else f"{rho:.2f}"
         thin = (f"at epoch {step} the curve barely ranks the {len(peers_now)} finished trials' final values "
@@ -342,6 +364,80 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         evidence=evidence,
         source="fallback",
     )
+
+
+def _beta_by_epoch(records: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+    out = {}
+    for r in records:
+        b, e = r.get("beta_eff"), r.get("epoch")
+        if e is not None:
+            out[int(e)] = math.nan if b is None else float(b)
+    return out
+
+
+def _features(beta: Mapping[int, float], values: Mapping[int, float], step: int, sign: float) -> Optional[list[float]]:
+    """[βeff, Δβeff, value, Δvalue] at ``step`` (values signed so that lower is better), or None."""
+    b, v = beta.get(step), values.get(step)
+    if b is None or v is None or not (_finite(b) and _finite(v)):
+        return None
+    b0, v0 = beta.get(step - 1, b), values.get(step - 1, v)
+    if not (_finite(b0) and _finite(v0)):
+        return None
+    return [b, b - b0, sign * v, sign * (v - v0)]
+
+
+def _capacitance(trial: TrialHistory, population: Population, policy: Policy, step: int, sign: float,
+                 best_final: float, best_number: Optional[int]) -> Optional[Verdict]:
+    """The capacitance check: a verdict to prune, or None (not enough data, βeff uninformative
+    here, or the trial may still win), in which case the curve forecast decides."""
+    from automl.signals.predictors import PopulationPredictor, loo_ridge_mse
+
+    mine = _features(_beta_by_epoch(trial.records), trial.values, step, sign)
+    if mine is None or not math.isfinite(best_final):
+        return None
+    rows, targets = [], []
+    for t in population.trials:
+        if t.number == trial.number or t.state != _FINISHED_OK or not _finite(t.final) or not t.records:
+            continue
+        row = _features(_beta_by_epoch(t.records), t.values, step, sign)
+        if row is not None:
+            rows.append(row)
+            targets.append(sign * t.final)
+    if len(rows) < policy.capacitance_min_finished:
+        return None
+    X, y = np.asarray(rows), np.asarray(targets)
+    err_curve, err_both = loo_ridge_mse(X[:, 2:], y), loo_ridge_mse(X, y)
+    if not err_both <= (1.0 - policy.capacitance_min_gain) * err_curve:
+        return None  # βeff does not help predict this study's ends at this epoch
+    model = PopulationPredictor("both").fit(X, y)
+    mean, std = (float(a[0]) for a in model.predict(np.asarray([mine]), return_std=True))
+    from scipy.stats import norm
+
+    optimistic = mean - float(norm.ppf(0.5 + policy.band / 2)) * std
+    if not optimistic > best_final + policy.margin:
+        return None
+    metric = population.metric
+    evidence = {
+        "epoch": step,
+        "beta_eff": mine[0],
+        "value": trial.values[step],
+        "predicted_final": sign * mean,
+        "optimistic_final": sign * optimistic,
+        "band": policy.band,
+        "loo_mse_with_beta": err_both,
+        "loo_mse_curve_only": err_curve,
+        "weights": dict(zip(("beta_eff", "d_beta_eff", "value", "d_value"), map(float, model.coef_))),
+        "n_finished_at_epoch": len(rows),
+        "best_finished": sign * best_final,
+        "best_finished_trial": best_number,
+    }
+    reason = (
+        f"capacitance: βeff {_fmt(mine[0])} with {metric} {_fmt(trial.values[step])} at epoch {step} predicts final "
+        f"{metric} {_fmt(sign * mean)} (optimistic {_fmt(sign * optimistic)}, model of {len(rows)} finished trials whose "
+        f"leave-one-out error βeff cuts by {1 - err_both / err_curve:.0%}): cannot beat the best finished trial "
+        f"#{best_number} ({_fmt(sign * best_final)})"
+    )
+    return Verdict(action="prune", reason=reason, evidence=evidence, predicted_final=sign * mean, source="capacitance")
 
 
 _DEFAULT_POLICY = Policy()

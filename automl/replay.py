@@ -29,6 +29,7 @@ import numpy as np
 
 from automl.bank import Run
 from automl.decision import Policy
+from automl.reporting import RECORD_PREFIX
 
 __all__ = ["PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
 
@@ -100,11 +101,16 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([runs[0].metric])  # names the metric in prune reasons
     consumed = []
+    # The capacitance model reads βeff from the trials' records, as automl.report stores them.
+    feed_beta = policy is not None and policy.capacitance != "off" and name == "signal"
     for run in runs:
         trial = study.ask()
         used = 0
         stopped = False
+        beta = run.signals.get("beta_eff") if feed_beta else None
         for epoch, value in enumerate(run.values, 1):
+            if beta is not None and epoch <= len(beta):
+                trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", {"epoch": epoch, "beta_eff": beta[epoch - 1]})
             trial.report(value, epoch)
             used = epoch
             if epoch < run.budget and trial.should_prune():

@@ -103,7 +103,7 @@ class SignalScheduler(FIFOScheduler):
         tid = trial.trial_id
         hist = self._trials.get(tid)
         if hist is None:
-            hist = TrialHistory(len(self._trials), {}, "RUNNING")
+            hist = TrialHistory(len(self._trials), {}, "RUNNING", records=[])
             self._trials[tid] = hist
         return hist
 
@@ -111,7 +111,7 @@ class SignalScheduler(FIFOScheduler):
         self._require_properties()
         hist = self._entry(trial)
         if hist.state == "FAIL":  # Ray retries a failed trial (max_failures > 0): it runs again
-            self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "RUNNING")
+            self._trials[trial.trial_id] = hist._replace(state="RUNNING")
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()
@@ -124,14 +124,18 @@ class SignalScheduler(FIFOScheduler):
         others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
         population = Population(others, direction=_MODES[self._mode], metric=self._metric, max_epochs=self._max_t)
         record = {k: result[k] for k in _RECORD_KEYS if k in result}
-        current = TrialHistory(hist.number, hist.values, records=(record,))
+        if self._policy.capacitance != "off":  # βeff per epoch of every trial feeds the population model
+            hist.records.append({"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")})  # type: ignore[attr-defined]
+            current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**hist.records[-1], **record}])
+        else:
+            current = TrialHistory(hist.number, hist.values, records=(record,))
         verdict = decide(current, population, self._policy)
         if verdict.action == "continue":
             return TrialScheduler.CONTINUE
         self._verdicts[trial.trial_id] = verdict
         state = "PRUNED" if verdict.action == "prune" else "COMPLETE"
         final = value if state == "COMPLETE" and math.isfinite(value) else None
-        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, state, final)
+        self._trials[trial.trial_id] = hist._replace(state=state, final=final)
         logger.info("SignalScheduler stops trial %s: %s", trial.trial_id, verdict.reason)
         return TrialScheduler.STOP
 
@@ -151,16 +155,16 @@ class SignalScheduler(FIFOScheduler):
             return
         raw = result.get(self._metric) if result else None
         final = None if raw is None or not math.isfinite(float(raw)) else float(raw)
-        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "COMPLETE", final)
+        self._trials[trial.trial_id] = hist._replace(state="COMPLETE", final=final)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
         hist = self._entry(trial)
-        self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "FAIL", None)
+        self._trials[trial.trial_id] = hist._replace(state="FAIL", final=None)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         hist = self._entry(trial)
         if hist.state == "RUNNING":
-            self._trials[trial.trial_id] = TrialHistory(hist.number, hist.values, "FAIL", None)
+            self._trials[trial.trial_id] = hist._replace(state="FAIL", final=None)
 
     def debug_string(self) -> str:
         stopped = sum(1 for v in self._verdicts.values() if v.action == "prune")

@@ -95,8 +95,10 @@ class SignalPruner(BasePruner):
         # A TrialHistory only references the trial's own dicts: building one is O(1), so nothing
         # is cached between calls (a cache keyed by study name goes stale when a study of the
         # same name is recreated).
+        with_records = self._policy.capacitance != "off"  # the βeff model reads the finished trials' records
         others = [
-            TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None)
+            TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None,
+                         records_from_user_attrs(t.user_attrs) if with_records and t.state == TrialState.COMPLETE else ())
             for t in study.get_trials(deepcopy=False)
             if t.number != trial.number
         ]
@@ -104,8 +106,8 @@ class SignalPruner(BasePruner):
         if budget is not None and 0 in trial.intermediate_values:
             budget -= 1  # steps counted from 0: the last epoch is max_epochs - 1
         population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
-        last_record = records_from_user_attrs(trial.user_attrs)[-1:]
-        current = TrialHistory(trial.number, trial.intermediate_values, records=last_record)
+        records = records_from_user_attrs(trial.user_attrs)
+        current = TrialHistory(trial.number, trial.intermediate_values, records=records if with_records else records[-1:])
         return decide(current, population, self._policy)
 
     # -- BasePruner ------------------------------------------------------------------------
