@@ -86,3 +86,26 @@ def test_signal_pruner_reads_beta_from_the_trials_records():
 def test_policy_validates_capacitance_fields(field, value):
     with pytest.raises(ValueError, match=field):
         Policy(**{field: value})
+
+
+def test_signal_scheduler_reads_beta_from_the_reported_results():
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from pruners import SignalScheduler
+
+    s = SignalScheduler(POLICY, time_attr="training_iteration", max_t=3)
+    s.set_search_properties("val_acc", "max")
+    for t in study_population(True).trials:
+        trial = Trial("__fake", trial_id=f"t{t.number:03d}", stub=True)
+        s.on_trial_add(None, trial)
+        for rec in t.records:
+            e = rec["epoch"]
+            s.on_trial_result(None, trial, {"val_acc": t.values[e], "training_iteration": e, "beta_eff": rec["beta_eff"]})
+        s.on_trial_complete(None, trial, {"val_acc": t.final, "training_iteration": 3})
+    trial = Trial("__fake", trial_id="new", stub=True)
+    s.on_trial_add(None, trial)
+    first = s.on_trial_result(None, trial, {"val_acc": 0.45, "training_iteration": 1, "beta_eff": 0.046})
+    second = s.on_trial_result(None, trial, {"val_acc": 0.5, "training_iteration": 2, "beta_eff": 0.051})
+    assert (first, second) == (TrialScheduler.CONTINUE, TrialScheduler.STOP)
+    assert s.verdicts["new"].source == "capacitance"

@@ -57,3 +57,24 @@ def test_auto_k_gives_about_200_points():
     steps = math.ceil(3000 / 32) * 30
     assert 190 <= steps // k <= 400
     assert auto_every_k_steps(10, 64, 1) == 1
+
+
+@pytest.mark.slow
+def test_record_with_an_ncp_keeps_beta_per_epoch_and_every_k_steps(tmp_path):
+    shadow, head = tmp_path / "s.jsonl.gz", tmp_path / "h.jsonl.gz"
+    record_bank("mlp", "digits", runs=1, epochs=2, seed=0, out=shadow, ncp="shadow", every_k_steps=4)
+    record_bank("mlp", "digits", runs=1, epochs=2, seed=0, out=head, ncp="head", every_k_steps=4)
+    (s,), (h,) = read_bank(shadow), read_bank(head)
+    assert s.task == "digits_mlp" and h.task == "digits_mlp_ncphead"
+    assert s.signals["ncp"] == "shadow" and h.signals["ncp"] == "head"
+    for run in (s, h):
+        assert len(run.signals["beta_eff"]) == len(run.signals["beta_eff_downstream"]) == 2
+        assert all(b > 0 for b in run.signals["beta_eff"])
+        assert len(run.signals["act_beta_eff"]) == len(run.signals["act_steps"]) > 0
+    assert len(s.signals["ncp_train_acc"]) == 2 and "ncp_train_acc" not in h.signals
+    # the shadow NCP leaves the candidate as it is; the head-mode run trains another model
+    plain = tmp_path / "p.jsonl.gz"
+    record_bank("mlp", "digits", runs=1, epochs=2, seed=0, out=plain, every_k_steps=4)
+    assert read_bank(plain)[0].curves == s.curves != h.curves
+    with pytest.raises(ValueError, match="ncp must be"):
+        record_bank("mlp", "digits", runs=1, epochs=1, seed=0, out=tmp_path / "x.jsonl.gz", ncp="tail")
