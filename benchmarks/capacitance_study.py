@@ -82,7 +82,7 @@ def _loo(runs, k: int, features: str, weighting: str) -> np.ndarray:
     from automl.signals.predictors import PopulationPredictor, prefix_features
 
     key = "beta_eff" if weighting == "product" else "beta_eff_downstream"
-    X = np.array([prefix_features(r.signals[key], r.curves["val_acc"], k) for r in runs])
+    X = np.array([prefix_features(r.signals[key], r.curves["val_acc"], k, r.curves["train_loss"]) for r in runs])
     y = np.array([_final(r) for r in runs])
     out = np.empty(len(runs))
     for i in range(len(runs)):
@@ -111,7 +111,9 @@ def predictions(runs, k: int) -> dict[str, np.ndarray]:
                                                        for r in runs]
         preds[f"population βeff ({weighting})"] = _loo(runs, k, "beta", weighting)
         preds[f"population βeff+acc ({weighting})"] = _loo(runs, k, "both", weighting)
+        preds[f"population βeff+acc+TSE ({weighting})"] = _loo(runs, k, "both+tse", weighting)
     preds["population acc only (control)"] = _loo(runs, k, "curve", "product")
+    preds["population acc+TSE (control)"] = _loo(runs, k, "curve+tse", "product")
     return {name: _scores(v) for name, v in preds.items()}
 
 
@@ -158,7 +160,8 @@ def rank() -> dict:
 
 
 PLOTTED = ("VAccES", "TSE-EMA", "power law", "βeff_k (product)", "βeff BRR per-trial (product)",
-           "population βeff (product)", "population βeff+acc (product)", "population acc only (control)")
+           "population βeff+acc (product)", "population βeff+acc+TSE (product)", "population acc only (control)",
+           "population acc+TSE (control)")
 
 
 def _plot(table: dict) -> None:
@@ -247,8 +250,9 @@ def write_report() -> None:
         "**power law** a − b t^−c fitted to val accuracy and read at 30; **βeff_k** the raw βeff at k; "
         "**βeff BRR per-trial** a Bayesian ridge of val accuracy on βeff over epochs 1..k (the paper's model), read at "
         "the βeff the run's own log-t trend reaches at epoch 30; **population βeff** Bayesian ridge over finished "
-        "runs from (βeff_k, Δβeff_k); **population βeff+acc** the same with (val_acc_k, Δval_acc_k) added; "
-        "**population acc only** the control without βeff.",
+        "runs from (βeff_k, Δβeff_k); **population βeff+acc** the same with (val_acc_k, Δval_acc_k) added, "
+        "**+TSE** with TSE-EMA_k too; **population acc only** and **acc+TSE** are the controls without βeff: "
+        "a βeff model's gain over its control is what βeff itself adds.",
         "",
     ]
     for dataset, mode in panels:

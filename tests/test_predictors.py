@@ -69,3 +69,11 @@ def test_population_predictor_rejects_bad_input():
         PopulationPredictor("betas").fit(np.ones((5, 4)), np.ones(5))
     with pytest.raises(ValueError, match="X has 5 rows but y has 4"):
         PopulationPredictor().fit(np.ones((5, 4)), np.ones(4))
+
+
+def test_prefix_features_with_train_loss_adds_tse_ema():
+    row = prefix_features([1.0, 3.0], [0.2, 0.5], 2, train_loss=[2.0, 1.0])
+    np.testing.assert_allclose(row, [3.0, 2.0, 0.5, 0.3, -(0.9 * 2.0 + 1.0)])
+    assert np.isnan(prefix_features([1.0], [0.2], 1, train_loss=[float("nan")])[-1])
+    model = PopulationPredictor("both+tse").fit(np.random.default_rng(0).normal(size=(10, 5)), np.arange(10.0))
+    assert model.coef_.shape == (5,)

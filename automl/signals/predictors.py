@@ -39,8 +39,11 @@ __all__ = [
     "loo_ridge_mse",
 ]
 
-#: Named feature subsets of :func:`prefix_features` (columns: βeff_k, Δβeff_k, acc_k, Δacc_k).
-FEATURE_SETS: dict[str, tuple[int, ...]] = {"beta": (0, 1), "curve": (2, 3), "both": (0, 1, 2, 3)}
+#: Named feature subsets of :func:`prefix_features` (columns: βeff_k, Δβeff_k, acc_k, Δacc_k and,
+#: when train losses are given, TSE-EMA_k).
+FEATURE_SETS: dict[str, tuple[int, ...]] = {
+    "beta": (0, 1), "curve": (2, 3), "both": (0, 1, 2, 3), "curve+tse": (2, 3, 4), "both+tse": (0, 1, 2, 3, 4),
+}
 
 
 def _prefix(values: Sequence[float], k: int, name: str) -> np.ndarray:
@@ -117,14 +120,20 @@ def beta_ridge_final(beta: Sequence[float], acc: Sequence[float], k: int, budget
     return float(np.clip(mean[0], 0.0, 1.0)), float(std[0])
 
 
-def prefix_features(beta: Sequence[float], acc: Sequence[float], k: int) -> np.ndarray:
+def prefix_features(beta: Sequence[float], acc: Sequence[float], k: int,
+                    train_loss: Sequence[float] | None = None) -> np.ndarray:
     """One feature row at epoch k: ``[βeff_k, βeff_k - βeff_{k-1}, acc_k, acc_k - acc_{k-1}]``
-    (changes are 0 at k = 1). ``nan`` entries mark a diverged run."""
+    (changes are 0 at k = 1), and ``tse_ema(train_loss, k)`` when train losses are given.
+    ``nan`` entries mark a diverged run."""
     b = _prefix(beta, k, "beta")
     y = _prefix(acc, k, "acc")
     db = b[-1] - b[-2] if k > 1 else 0.0
     dy = y[-1] - y[-2] if k > 1 else 0.0
-    return np.array([b[-1], db, y[-1], dy], dtype=float)
+    row = [b[-1], db, y[-1], dy]
+    if train_loss is not None:
+        tse = tse_ema(train_loss, k)
+        row.append(tse if math.isfinite(tse) else math.nan)
+    return np.array(row, dtype=float)
 
 
 class PopulationPredictor(RegressorMixin, BaseEstimator):
