@@ -407,7 +407,7 @@ def _capacitance(trial: TrialHistory, population: Population, policy: Policy, st
         return None
     X, y = np.asarray(rows), np.asarray(targets)
     err_curve, err_both = loo_ridge_mse(X[:, 2:], y), loo_ridge_mse(X, y)
-    if not err_both <= (1.0 - policy.capacitance_min_gain) * err_curve:
+    if not (err_curve > 0 and err_both <= (1.0 - policy.capacitance_min_gain) * err_curve):
         return None  # βeff does not help predict this study's ends at this epoch
     model = PopulationPredictor("both").fit(X, y)
     mean, std = (float(a[0]) for a in model.predict(np.asarray([mine]), return_std=True))

@@ -40,8 +40,11 @@ class NCP(nn.Module):
     def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN) -> None:
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
-        if not hidden or any(h < 1 for h in hidden):
-            raise ValueError(f"ncp_hidden must be one or more positive widths, but got {hidden}.")
+        if len(hidden) < 2 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"ncp_hidden must be two or more positive widths (βeff needs 3 weight matrices: with 2, no weight "
+                f"has both an incoming and an outgoing link), but got {hidden}."
+            )
         if int(in_features) < 1 or int(n_classes) < 1:
             raise ValueError(f"NCP needs in_features >= 1 and n_classes >= 1, but got {in_features=}, {n_classes=}.")
         widths = (int(in_features), *hidden, int(n_classes))
@@ -61,13 +64,15 @@ class NCP(nn.Module):
     @torch.no_grad()
     def beta_eff(self) -> dict[str, float]:
         """βeff of the current weights under every link weighting (one host copy of small matrices)."""
-        ws = [w.detach().double().cpu().numpy() for w in self.linear_weights()]
+        ws = [w.detach().cpu().double().numpy() for w in self.linear_weights()]
         return {name: beta_eff(ws, name) for name in WEIGHTINGS}
 
 
 def _seeded(seed: int, build):
-    with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
-        torch.manual_seed(int(seed))
+    """``build()`` on the CPU with the CPU generator seeded by ``seed``; the caller's CPU and CUDA
+    random streams are left as they were (``torch.manual_seed`` would also reseed CUDA)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int(seed))
         return build()
 
 
@@ -117,7 +122,7 @@ def install_ncp_head(model: nn.Module, *, head: Optional[str] = None, hidden: Se
     """
     name, linear = find_head(model, head)
     ncp = _seeded(seed, lambda: NCP(linear.in_features, linear.out_features, hidden))
-    ncp.to(linear.weight.device)
+    ncp.to(device=linear.weight.device, dtype=linear.weight.dtype)
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, ncp)
@@ -135,7 +140,13 @@ class ShadowNCP:
     def __init__(self, model: nn.Module, features: Optional[str] = None, *, n_classes: Optional[int] = None,
                  hidden: Sequence[int] = DEFAULT_HIDDEN, lr: float = 1e-3, seed: int = 0) -> None:
         self.feature_name, self._feature_module = find_features(model, features)
-        self.hidden = tuple(hidden)
+        self.hidden = tuple(int(h) for h in hidden)
+        if len(self.hidden) < 2 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"ncp_hidden must be two or more positive widths, but got {tuple(hidden)}.")
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < float("inf")):
+            raise ValueError(f"ncp_lr must be a positive finite number, but got {lr!r}.")
+        if n_classes is not None and (isinstance(n_classes, bool) or int(n_classes) < 2):
+            raise ValueError(f"ncp_classes must be >= 2, but got {n_classes!r}.")
         self.lr = float(lr)
         self.seed = int(seed)
         self.n_classes = None if n_classes is None else int(n_classes)
@@ -164,6 +175,11 @@ class ShadowNCP:
                 f"the shadow NCP saw no training forward pass through {self.feature_name!r} since the last step; "
                 "call probe.step(targets=yb) after a training step of the model."
             )
+        if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or targets.shape[0] != feats.shape[0] \
+                or targets.dtype.is_floating_point:
+            shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+            raise ValueError(f"targets must be the batch's class indices, a 1-D integer tensor of {feats.shape[0]} "
+                             f"labels, but got {shape}.")
         self._features = None
         if self.ncp is None:
             if self.n_classes is None:
@@ -172,8 +188,6 @@ class ShadowNCP:
             self.ncp = _seeded(self.seed, lambda: NCP(in_features, self.n_classes, self.hidden)).to(feats.device)
             self._opt = torch.optim.Adam(self.ncp.parameters(), lr=self.lr)
         targets = targets.to(feats.device)
-        if targets.shape[:1] != feats.shape[:1]:
-            raise ValueError(f"targets has {targets.shape[0]} rows but the features batch has {feats.shape[0]}.")
         with torch.enable_grad():
             out = self.ncp(feats.float())
             loss = nn.functional.cross_entropy(out, targets)

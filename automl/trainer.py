@@ -121,7 +121,12 @@ def fit(
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps,
                                                      ncp=ncp, ncp_seed=int(seed), ncp_classes=data.n_classes) as probe:
-        torch.manual_seed(int(seed))
+        # Seed only the generators fork_rng restores: torch.manual_seed would reseed every CUDA
+        # device, leaving the caller's CUDA stream changed after a CPU run.
+        torch.default_generator.manual_seed(int(seed))
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(int(seed))  # the training device, forked above
         for _ in range(int(epochs)):
             model.train()
             order = torch.randperm(n, generator=gen).to(device)
@@ -180,7 +185,7 @@ def train(
         (2, True)
     """
     with torch.random.fork_rng(devices=[]):  # models are built on the CPU, then moved
-        torch.manual_seed(int(seed))
+        torch.default_generator.manual_seed(int(seed))  # not torch.manual_seed: it reseeds CUDA too
         model = space.build_model(config, data.input_shape, data.n_classes)
     return fit(
         model,

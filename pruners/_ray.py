@@ -105,6 +105,9 @@ class SignalScheduler(FIFOScheduler):
         if hist is None:
             hist = TrialHistory(len(self._trials), {}, "RUNNING", records=[])
             self._trials[tid] = hist
+        elif not isinstance(hist.records, list):  # restored from an older checkpoint
+            hist = hist._replace(records=list(hist.records))
+            self._trials[tid] = hist
         return hist
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -126,7 +129,7 @@ class SignalScheduler(FIFOScheduler):
         record = {k: result[k] for k in _RECORD_KEYS if k in result}
         if self._policy.capacitance != "off":  # βeff per epoch of every trial feeds the population model
             hist.records.append({"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")})  # type: ignore[attr-defined]
-            current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**hist.records[-1], **record}])
+            current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**record, **hist.records[-1]}])
         else:
             current = TrialHistory(hist.number, hist.values, records=(record,))
         verdict = decide(current, population, self._policy)

@@ -39,7 +39,7 @@ def random_mlp(widths, seed):
 
 
 @pytest.mark.parametrize("weighting", ["product", "downstream"])
-@pytest.mark.parametrize("widths", [(7, 5, 6, 4, 3), (3, 4, 2), (2, 9, 1), (6, 1, 6, 2), (4, 8, 8, 8, 8, 10)])
+@pytest.mark.parametrize("widths", [(7, 5, 6, 4, 3), (3, 4, 2, 5), (2, 9, 1, 3), (6, 1, 6, 2), (4, 8, 8, 8, 8, 10)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_closed_form_equals_explicit_line_graph(weighting, widths, seed):
     ws = random_mlp(widths, seed)
@@ -71,11 +71,12 @@ def test_unweighted_graph_depends_on_widths_only():
     assert beta_eff(a) == beta_eff(b) == pytest.approx(beta_from_graph(line_graph(a, "product")))
 
 
-def test_torch_tensors_with_grad_are_accepted():
+def test_torch_tensors_with_grad_and_low_precision_are_accepted():
     torch = pytest.importorskip("torch")
     ws = random_mlp((7, 5, 6, 3), 5)
     ts = [torch.tensor(w, requires_grad=True) for w in ws]
     assert beta_eff(ts) == pytest.approx(beta_eff(ws), rel=1e-12)
+    assert beta_eff([t.to(torch.bfloat16) for t in ts]) == pytest.approx(beta_eff(ws), rel=2e-2)
 
 
 def test_non_finite_weights_give_nan_not_an_error():
@@ -84,16 +85,16 @@ def test_non_finite_weights_give_nan_not_an_error():
     assert math.isnan(beta_eff(ws))
     ws[1][0, 0] = np.inf
     assert math.isnan(beta_eff(ws, "downstream"))
-    assert math.isnan(beta_eff([np.zeros((3, 4)), np.zeros((2, 3))]))
+    assert math.isnan(beta_eff([np.zeros((3, 4)), np.zeros((2, 3)), np.zeros((2, 2))]))
 
 
 @pytest.mark.parametrize(
     "weights, weighting, message",
     [
-        ([np.ones((3, 4))], "product", "at least 2 weight matrices"),
-        ([np.ones((3, 4)), np.ones((2, 5))], "product", "weights\\[1\\] has 5 inputs but weights\\[0\\] has 3 outputs"),
-        ([np.ones((3, 4)), np.ones(3)], "product", "weights\\[1\\] must be a 2-D"),
-        ([np.ones((3, 4)), np.ones((2, 3))], "outdegree", "weighting must be one of"),
+        ([np.ones((3, 4)), np.ones((2, 3))], "product", "at least 3 weight matrices"),
+        ([np.ones((3, 4)), np.ones((2, 5)), np.ones((2, 2))], "product", "weights\\[1\\] has 5 inputs but weights\\[0\\] has 3 outputs"),
+        ([np.ones((3, 4)), np.ones(3), np.ones((2, 2))], "product", "weights\\[1\\] must be a 2-D"),
+        ([np.ones((3, 4)), np.ones((2, 3)), np.ones((2, 2))], "outdegree", "weighting must be one of"),
         (np.ones((3, 4)), "product", "list of weight matrices"),
     ],
 )

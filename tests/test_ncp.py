@@ -119,3 +119,33 @@ def test_features_and_head_are_found_or_the_error_says_how_to_name_them():
 def test_bad_probe_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Probe(build(), **kwargs)
+
+
+def test_the_ncp_never_reseeds_the_callers_cuda_stream(digits, monkeypatch):
+    """torch.manual_seed also reseeds CUDA, which fork_rng(devices=[]) does not restore."""
+
+    def forbidden(*args):
+        raise AssertionError("the CUDA generator was reseeded")
+
+    model, other = build(), build()
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", forbidden)
+    monkeypatch.setattr(torch.cuda, "manual_seed", forbidden)
+    install_ncp_head(model, seed=2)
+    fit(other, digits, epochs=1, lr=1e-2, seed=3, ncp="shadow")
+
+
+@pytest.mark.parametrize("kwargs, message", [({"ncp_hidden": (16,)}, "two or more"), ({"ncp_lr": -1.0}, "ncp_lr"),
+                                             ({"ncp_classes": 1}, "ncp_classes")])
+def test_bad_shadow_options_fail_at_construction(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Probe(build(), ncp="shadow", **kwargs)
+
+
+def test_bad_targets_are_named_and_do_not_lose_the_batch():
+    model = build()
+    with Probe(model, ncp="shadow") as probe:
+        model(torch.randn(4, 1, 8, 8)).sum().backward()
+        with pytest.raises(ValueError, match="1-D integer tensor of 4 labels, but got \\(4, 10\\)"):
+            probe.step(targets=torch.randn(4, 10))
+        probe.step(targets=torch.tensor([0, 1, 2, 3]))  # the same batch, with labels
+        assert probe.ncp is not None

@@ -77,3 +77,13 @@ def test_prefix_features_with_train_loss_adds_tse_ema():
     assert np.isnan(prefix_features([1.0], [0.2], 1, train_loss=[float("nan")])[-1])
     model = PopulationPredictor("both+tse").fit(np.random.default_rng(0).normal(size=(10, 5)), np.arange(10.0))
     assert model.coef_.shape == (5,)
+
+
+def test_loo_and_population_shapes_are_checked():
+    from automl.signals.predictors import loo_ridge_mse
+
+    X, y = np.random.default_rng(0).normal(size=(10, 2)), np.arange(10.0)
+    with pytest.raises(ValueError, match="y \\(n,\\)"):
+        loo_ridge_mse(X, y[:, None])
+    with pytest.raises(ValueError, match="reads columns \\(2, 3, 4\\)"):
+        PopulationPredictor("curve+tse").fit(np.ones((10, 4)), y)

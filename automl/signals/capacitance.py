@@ -43,12 +43,15 @@ def _as_abs_matrices(weights: Sequence[Any]) -> list[np.ndarray]:
         raise TypeError(
             f"weights must be a list of weight matrices in forward order, but got {type(weights).__name__}."
         )
-    if len(weights) < 2:
-        raise ValueError(f"βeff needs at least 2 weight matrices (a line graph has links), but got {len(weights)}.")
+    if len(weights) < 3:
+        raise ValueError(
+            f"βeff needs at least 3 weight matrices, but got {len(weights)}: with fewer, no weight has both an "
+            "incoming and an outgoing link and βeff is 0 whatever the weights."
+        )
     mats = []
     for i, w in enumerate(weights):
         if hasattr(w, "detach"):  # a torch tensor: no torch import needed to read it
-            w = w.detach().cpu().numpy()
+            w = w.detach().cpu().double().numpy()  # bfloat16/half have no numpy dtype
         a = np.asarray(w, dtype=np.float64)
         if a.ndim != 2:
             raise ValueError(f"weights[{i}] must be a 2-D (n_out, n_in) matrix, but has shape {a.shape}.")

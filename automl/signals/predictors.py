@@ -167,8 +167,16 @@ class PopulationPredictor(RegressorMixin, BaseEstimator):
             return FEATURE_SETS[self.features]
         return tuple(int(c) for c in self.features)
 
+    def _select(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        cols = self._columns()
+        if X.ndim != 2 or X.shape[1] <= max(cols):
+            raise ValueError(f"features={self.features!r} reads columns {cols} of prefix_features rows, but X has shape "
+                             f"{X.shape}; pass train_loss to prefix_features for the '+tse' sets.")
+        return X[:, cols]
+
     def fit(self, X, y) -> "PopulationPredictor":
-        X = np.asarray(X, dtype=float)[:, self._columns()]
+        X = self._select(X)
         y = np.asarray(y, dtype=float)
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} values.")
@@ -182,7 +190,7 @@ class PopulationPredictor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X, return_std: bool = False):
-        X = np.asarray(X, dtype=float)[:, self._columns()]
+        X = self._select(X)
         ok = np.isfinite(X).all(axis=1)
         mean = np.full(len(X), np.nan)
         std = np.full(len(X), np.nan)
@@ -195,7 +203,8 @@ class PopulationPredictor(RegressorMixin, BaseEstimator):
 def loo_ridge_mse(X, y, alpha: float = 1e-2) -> float:
     """Leave-one-out mean squared error of a ridge regression (standardised X, intercept), in
     closed form: the residual of run i without run i is ``e_i / (1 - h_ii)`` (the PRESS statistic),
-    so comparing feature sets costs one solve, not n fits.
+    so comparing feature sets costs one solve, not n fits. (X is standardised once on all rows;
+    refitting the scaling per left-out row would differ only by the tiny ridge penalty.)
 
     Example:
         >>> import numpy as np
@@ -206,7 +215,7 @@ def loo_ridge_mse(X, y, alpha: float = 1e-2) -> float:
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] < 3:
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0] or X.shape[0] < 3:
         raise ValueError(f"need X (n, p) and y (n,) with n >= 3, but got X {X.shape} and y {y.shape}.")
     sd = X.std(axis=0)
     Z = np.column_stack([np.ones(len(X)), (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)])
