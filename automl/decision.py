@@ -376,14 +376,16 @@ def _beta_by_epoch(records: Sequence[Mapping[str, Any]]) -> dict[int, float]:
 
 
 def _features(beta: Mapping[int, float], values: Mapping[int, float], step: int, sign: float) -> Optional[list[float]]:
-    """[βeff, Δβeff, value, Δvalue] at ``step`` (values signed so that lower is better), or None."""
+    """The columns of ``prefix_features`` without TSE: [βeff, Δβeff, log βeff/βeff_first, value,
+    Δvalue] at ``step`` (values signed so that lower is better), or None."""
     b, v = beta.get(step), values.get(step)
-    if b is None or v is None or not (_finite(b) and _finite(v)):
+    first = beta.get(min(beta)) if beta else None
+    if b is None or v is None or first is None or not (_finite(b) and _finite(v) and _finite(first)):
         return None
     b0, v0 = beta.get(step - 1, b), values.get(step - 1, v)
-    if not (_finite(b0) and _finite(v0)):
+    if not (_finite(b0) and _finite(v0)) or b <= 0 or first <= 0:
         return None
-    return [b, b - b0, sign * v, sign * (v - v0)]
+    return [b, b - b0, math.log(b / first), sign * v, sign * (v - v0)]
 
 
 def _capacitance(trial: TrialHistory, population: Population, policy: Policy, step: int, sign: float,
@@ -406,7 +408,7 @@ def _capacitance(trial: TrialHistory, population: Population, policy: Policy, st
     if len(rows) < policy.capacitance_min_finished:
         return None
     X, y = np.asarray(rows), np.asarray(targets)
-    err_curve, err_both = loo_ridge_mse(X[:, 2:], y), loo_ridge_mse(X, y)
+    err_curve, err_both = loo_ridge_mse(X[:, 3:], y), loo_ridge_mse(X, y)
     if not (err_curve > 0 and err_both <= (1.0 - policy.capacitance_min_gain) * err_curve):
         return None  # βeff does not help predict this study's ends at this epoch
     model = PopulationPredictor("both").fit(X, y)
@@ -426,7 +428,7 @@ def _capacitance(trial: TrialHistory, population: Population, policy: Policy, st
         "band": policy.band,
         "loo_mse_with_beta": err_both,
         "loo_mse_curve_only": err_curve,
-        "weights": dict(zip(("beta_eff", "d_beta_eff", "value", "d_value"), map(float, model.coef_))),
+        "weights": dict(zip(("beta_eff", "d_beta_eff", "beta_eff_growth", "value", "d_value"), map(float, model.coef_))),
         "n_finished_at_epoch": len(rows),
         "best_finished": sign * best_final,
         "best_finished_trial": best_number,

@@ -52,7 +52,7 @@ def record(jobs: int) -> None:
 
 
 KS = (1, 2, 3, 5)
-N_BOOT = 1000
+N_SPLITS = 200
 
 
 def load_runs(dataset: str, mode: str) -> list:
@@ -75,20 +75,15 @@ def _scores(values) -> np.ndarray:
     return v
 
 
-def _loo(runs, k: int, features: str, weighting: str) -> np.ndarray:
-    """Leave-one-out population-model predictions: each run is predicted by a model fitted on all
-    the other runs, as a study fits one model on its finished trials and scores the newcomer.
-    (k-fold predictions would come from different models whose intercepts are not comparable.)"""
+def _population(runs, k: int, features: str, weighting: str, splits: list) -> list[np.ndarray]:
+    """Population-model predictions for each split's held-out half, from one model fitted on the
+    split's other half: as a study fits on its finished trials and scores the newcomers."""
     from automl.signals.predictors import PopulationPredictor, prefix_features
 
     key = "beta_eff" if weighting == "product" else "beta_eff_downstream"
     X = np.array([prefix_features(r.signals[key], r.curves["val_acc"], k, r.curves["train_loss"]) for r in runs])
     y = np.array([_final(r) for r in runs])
-    out = np.empty(len(runs))
-    for i in range(len(runs)):
-        rest = np.arange(len(runs)) != i
-        out[i] = PopulationPredictor(features).fit(X[rest], y[rest]).predict(X[i : i + 1])[0]
-    return out
+    return [PopulationPredictor(features).fit(X[fit], y[fit]).predict(X[test]) for fit, test in splits]
 
 
 def _final(run) -> float:
@@ -96,25 +91,32 @@ def _final(run) -> float:
     return 0.0 if v is None or not np.isfinite(v) else float(v)
 
 
-def predictions(runs, k: int) -> dict[str, np.ndarray]:
+POPULATION = {"population βeff": "beta", "population βeff+acc": "both", "population βeff+acc+TSE": "both+tse"}
+CONTROLS = {"population acc only (control)": "curve", "population acc+TSE (control)": "curve+tse"}
+
+
+def predictions(runs, k: int, splits: list) -> dict[str, list[np.ndarray]]:
+    """Every predictor's scores on each split's held-out half."""
     from automl.signals.predictors import beta_ridge_final, power_law_final, tse_ema, vacces
 
     budget = max(len(r.curves["val_acc"]) for r in runs)
-    preds = {
+    per_trial = {
         "VAccES": [vacces(r.curves["val_acc"], k) for r in runs],
         "TSE-EMA": [tse_ema(r.curves["train_loss"], k) for r in runs],
         "power law": [power_law_final(r.curves["val_acc"], k, budget) for r in runs],
     }
+    population: dict[str, list[np.ndarray]] = {}
     for weighting, key in (("product", "beta_eff"), ("downstream", "beta_eff_downstream")):
-        preds[f"βeff_k ({weighting})"] = [r.signals[key][k - 1] for r in runs]
-        preds[f"βeff BRR per-trial ({weighting})"] = [beta_ridge_final(r.signals[key], r.curves["val_acc"], k, budget)[0]
-                                                       for r in runs]
-        preds[f"population βeff ({weighting})"] = _loo(runs, k, "beta", weighting)
-        preds[f"population βeff+acc ({weighting})"] = _loo(runs, k, "both", weighting)
-        preds[f"population βeff+acc+TSE ({weighting})"] = _loo(runs, k, "both+tse", weighting)
-    preds["population acc only (control)"] = _loo(runs, k, "curve", "product")
-    preds["population acc+TSE (control)"] = _loo(runs, k, "curve+tse", "product")
-    return {name: _scores(v) for name, v in preds.items()}
+        per_trial[f"βeff_k ({weighting})"] = [r.signals[key][k - 1] for r in runs]
+        per_trial[f"βeff BRR per-trial ({weighting})"] = [
+            beta_ridge_final(r.signals[key], r.curves["val_acc"], k, budget)[0] for r in runs]
+        for name, features in POPULATION.items():
+            population[f"{name} ({weighting})"] = _population(runs, k, features, weighting, splits)
+    for name, features in CONTROLS.items():
+        population[name] = _population(runs, k, features, "product", splits)
+    out = {name: [_scores(np.asarray(v, dtype=float)[test]) for _, test in splits] for name, v in per_trial.items()}
+    out.update({name: [_scores(p) for p in preds] for name, preds in population.items()})
+    return out
 
 
 def _tau(x, y) -> float:
@@ -125,10 +127,13 @@ def _tau(x, y) -> float:
 
 
 def rank() -> dict:
+    """Kendall τ on held-out halves: N_SPLITS random halvings of each dataset's models (seed 0);
+    population models are fitted on one half and score the other; every predictor is scored on
+    the same held-out halves, so differences are paired."""
     from scipy.stats import spearmanr
 
     rng = np.random.default_rng(SEED)
-    table: dict = {"seed": SEED, "n_boot": N_BOOT, "ks": list(KS), "cells": []}
+    table: dict = {"seed": SEED, "n_splits": N_SPLITS, "ks": list(KS), "cells": []}
     for dataset in DATASETS:
         for mode in MODES:
             runs = load_runs(dataset, mode)
@@ -136,20 +141,23 @@ def rank() -> dict:
                 print(f"skip {dataset} {mode}: {len(runs)} runs", flush=True)
                 continue
             y = np.array([_final(r) for r in runs])
-            boots = [rng.integers(0, len(runs), len(runs)) for _ in range(N_BOOT)]
+            splits = []
+            for _ in range(N_SPLITS):
+                perm = rng.permutation(len(runs))
+                splits.append((perm[: len(runs) // 2], perm[len(runs) // 2 :]))
             for k in KS:
-                preds = predictions(runs, k)
-                base = preds["VAccES"]
-                base_taus = np.array([_tau(base[b], y[b]) for b in boots])
-                for name, p in preds.items():
-                    taus = np.array([_tau(p[b], y[b]) for b in boots])
-                    gain = taus - base_taus
+                preds = predictions(runs, k, splits)
+                base = np.array([_tau(p, y[test]) for p, (_, test) in zip(preds["VAccES"], splits)])
+                for name, per_split in preds.items():
+                    taus = np.array([_tau(p, y[test]) for p, (_, test) in zip(per_split, splits)])
+                    rhos = [float(np.nan_to_num(spearmanr(p, y[test]).statistic)) for p, (_, test) in zip(per_split, splits)]
+                    gain = taus - base
                     table["cells"].append({
                         "dataset": dataset, "mode": mode, "k": k, "method": name, "n": len(runs),
-                        "tau": _tau(p, y), "tau_lo": float(np.quantile(taus, 0.025)), "tau_hi": float(np.quantile(taus, 0.975)),
-                        "spearman": float(np.nan_to_num(spearmanr(p, y).statistic)),
-                        "gain_vs_vacces": _tau(p, y) - _tau(base, y),
-                        "gain_lo": float(np.quantile(gain, 0.025)), "gain_hi": float(np.quantile(gain, 0.975)),
+                        "tau": float(taus.mean()), "tau_lo": float(np.quantile(taus, 0.025)),
+                        "tau_hi": float(np.quantile(taus, 0.975)), "spearman": float(np.mean(rhos)),
+                        "gain_vs_vacces": float(gain.mean()), "gain_lo": float(np.quantile(gain, 0.025)),
+                        "gain_hi": float(np.quantile(gain, 0.975)),
                     })
                 print(f"{dataset} {mode} k={k}: " + ", ".join(f"{c['method']}={c['tau']:.3f}" for c in table["cells"][-len(preds):]),
                       flush=True)
@@ -242,9 +250,11 @@ def write_report() -> None:
         "output layer and is ranked by its own final accuracy). NCP: Linear(d, 64)-ReLU-Linear(64, 64)-ReLU-Linear(64, 10).",
         "",
         "**Truth.** Test accuracy at epoch 30. **Score.** Kendall τ-b between each predictor at k observed epochs "
-        "and the truth over the 60 models, with a 95% bootstrap interval (1000 resamples of the models, seed 0). "
-        "Population models are scored leave-one-out (each model predicted by a model fitted on the other 59), as a "
-        "study fits on its finished trials and scores a newcomer.",
+        "and the truth on a held-out half of the 60 models, averaged over 200 random halvings (seed 0); the interval is "
+        "the 2.5–97.5% range over halvings. Population models are fitted on the other half (as a study fits on its "
+        "finished trials and scores the newcomers); every predictor is scored on the same halves, so gains are paired. "
+        "(Leave-one-out scoring was tried first and dropped: among runs tied at chance accuracy it anti-correlates "
+        "each prediction with its own left-out outcome and biases τ down.)",
         "",
         "Predictors: **VAccES** val accuracy at k; **TSE-EMA** (Ru et al. 2021) −Σ 0.9^(k−t) train loss; "
         "**power law** a − b t^−c fitted to val accuracy and read at 30; **βeff_k** the raw βeff at k; "
@@ -277,7 +287,7 @@ def write_report() -> None:
             met_all &= met
             lines.append(f"| {dataset} | {mode} | {k} | {beta['method']} | {beta['tau']:.3f} | {base['tau']:.3f} | "
                          f"{beta['gain_vs_vacces']:+.3f} [{beta['gain_lo']:+.2f}, {beta['gain_hi']:+.2f}] | {'yes' if met else 'no'} |")
-    lines += ["", f"Target met in every cell: **{'yes' if met_all else 'no'}**. Picking the best of eight βeff variants "
+    lines += ["", f"Target met in every cell: **{'yes' if met_all else 'no'}**. Picking the best of ten βeff variants "
               "after the fact flatters them; the intervals show how much of any gain is noise.", ""]
     rp = RESULTS / "capacitance_replay.json"
     if rp.exists():

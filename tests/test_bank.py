@@ -103,3 +103,21 @@ def test_recorded_banks_are_complete(name):
     assert len(runs) >= 150 and {r.budget for r in runs} == {30}
     assert sorted(int(r.run_id) for r in runs) == list(range(len(runs)))
     assert all(len(r.signals["layer_rms"]) == 30 and r.signals["act_rms"] for r in runs)
+
+
+CAPACITANCE_BANKS = Path(__file__).resolve().parents[1] / "benchmarks" / "banks" / "capacitance"
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+@pytest.mark.parametrize("mode", ["shadow", "head"])
+def test_capacitance_banks_are_complete(dataset, mode):
+    """The ranking study's banks: 60 models a dataset and mode, 30 epochs, βeff every epoch."""
+    runs = []
+    for family, n in (("mlp", 25), ("cnn", 25), ("resnet_small", 10)):
+        part = read_bank(CAPACITANCE_BANKS / f"{dataset}_{family}_{mode}.jsonl.gz")
+        assert sorted(int(r.run_id) for r in part) == list(range(n))
+        runs += part
+    assert {r.budget for r in runs} == {30}
+    assert all(r.signals["ncp"] == mode and len(r.signals["beta_eff"]) == 30 for r in runs)
+    # the shadow NCP does not touch the candidate: same configurations, other curves in head mode
+    assert all(r.task.endswith("_ncphead") == (mode == "head") for r in runs)

@@ -44,17 +44,17 @@ def test_beta_ridge_reads_the_accuracy_where_the_beta_trend_goes():
 
 
 def test_prefix_features():
-    np.testing.assert_allclose(prefix_features([1.0, 3.0], [0.2, 0.5], 2), [3.0, 2.0, 0.5, 0.3])
-    np.testing.assert_allclose(prefix_features([1.0, 3.0], [0.2, 0.5], 1), [1.0, 0.0, 0.2, 0.0])
+    np.testing.assert_allclose(prefix_features([1.0, 3.0], [0.2, 0.5], 2), [3.0, 2.0, np.log(3.0), 0.5, 0.3, np.nan])
+    np.testing.assert_allclose(prefix_features([1.0, 3.0], [0.2, 0.5], 1), [1.0, 0.0, 0.0, 0.2, 0.0, np.nan])
 
 
 def test_population_predictor_learns_which_feature_counts():
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(80, 4))
+    X = rng.normal(size=(80, 6))
     y = 0.6 + 0.1 * X[:, 0] + 0.005 * rng.normal(size=80)
     model = PopulationPredictor("both").fit(X, y)
     assert abs(model.coef_[0]) > 20 * np.abs(model.coef_[1:]).max()
-    curve_only = PopulationPredictor("curve").fit(X, y)  # columns 2 and 3 carry no information
+    curve_only = PopulationPredictor("curve").fit(X, y)  # columns 3 and 4 carry no information
     assert np.abs(curve_only.coef_).max() < 0.02
     X_bad = X[:3].copy()
     X_bad[1, 0] = np.nan
@@ -64,19 +64,19 @@ def test_population_predictor_learns_which_feature_counts():
 
 def test_population_predictor_rejects_bad_input():
     with pytest.raises(ValueError, match="at least 3 finished runs"):
-        PopulationPredictor().fit(np.ones((2, 4)), [0.1, 0.2])
+        PopulationPredictor().fit(np.ones((2, 6)), [0.1, 0.2])
     with pytest.raises(ValueError, match="features must be one of"):
-        PopulationPredictor("betas").fit(np.ones((5, 4)), np.ones(5))
+        PopulationPredictor("betas").fit(np.ones((5, 6)), np.ones(5))
     with pytest.raises(ValueError, match="X has 5 rows but y has 4"):
-        PopulationPredictor().fit(np.ones((5, 4)), np.ones(4))
+        PopulationPredictor().fit(np.ones((5, 6)), np.ones(4))
 
 
 def test_prefix_features_with_train_loss_adds_tse_ema():
     row = prefix_features([1.0, 3.0], [0.2, 0.5], 2, train_loss=[2.0, 1.0])
-    np.testing.assert_allclose(row, [3.0, 2.0, 0.5, 0.3, -(0.9 * 2.0 + 1.0)])
+    np.testing.assert_allclose(row, [3.0, 2.0, np.log(3.0), 0.5, 0.3, -(0.9 * 2.0 + 1.0)])
     assert np.isnan(prefix_features([1.0], [0.2], 1, train_loss=[float("nan")])[-1])
-    model = PopulationPredictor("both+tse").fit(np.random.default_rng(0).normal(size=(10, 5)), np.arange(10.0))
-    assert model.coef_.shape == (5,)
+    model = PopulationPredictor("both+tse").fit(np.random.default_rng(0).normal(size=(10, 6)), np.arange(10.0))
+    assert model.coef_.shape == (6,)
 
 
 def test_loo_and_population_shapes_are_checked():
@@ -85,5 +85,5 @@ def test_loo_and_population_shapes_are_checked():
     X, y = np.random.default_rng(0).normal(size=(10, 2)), np.arange(10.0)
     with pytest.raises(ValueError, match="y \\(n,\\)"):
         loo_ridge_mse(X, y[:, None])
-    with pytest.raises(ValueError, match="reads columns \\(2, 3, 4\\)"):
+    with pytest.raises(ValueError, match="reads columns \\(3, 4, 5\\)"):
         PopulationPredictor("curve+tse").fit(np.ones((10, 4)), y)

@@ -13,8 +13,8 @@ epoch) and return a predicted final value, higher = better for accuracies. They 
   ridge regression of accuracy on βeff over the observed epochs, read at the βeff the run's own
   βeff trend reaches at the budget (βeff extrapolated linearly in log t).
 - :class:`PopulationPredictor`: a Bayesian ridge regression fitted on the finished runs of the
-  same study, from features at epoch k (βeff, its change, accuracy, its change) to the final
-  accuracy; its weights (and so how much βeff counts) are learned, with a predictive std.
+  same study, from features at epoch k (βeff, its change, its growth since epoch 1, accuracy, its
+  change, optionally TSE-EMA) to the final accuracy; its weights (and so how much βeff counts) are learned, with a predictive std.
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ __all__ = [
     "loo_ridge_mse",
 ]
 
-#: Named feature subsets of :func:`prefix_features` (columns: βeff_k, Δβeff_k, acc_k, Δacc_k and,
-#: when train losses are given, TSE-EMA_k).
+#: Named feature subsets of :func:`prefix_features` (columns: βeff_k, Δβeff_k, log βeff_k/βeff_1,
+#: acc_k, Δacc_k, TSE-EMA_k).
 FEATURE_SETS: dict[str, tuple[int, ...]] = {
-    "beta": (0, 1), "curve": (2, 3), "both": (0, 1, 2, 3), "curve+tse": (2, 3, 4), "both+tse": (0, 1, 2, 3, 4),
+    "beta": (0, 1, 2), "curve": (3, 4), "both": (0, 1, 2, 3, 4), "curve+tse": (3, 4, 5), "both+tse": (0, 1, 2, 3, 4, 5),
 }
 
 
@@ -122,18 +122,18 @@ def beta_ridge_final(beta: Sequence[float], acc: Sequence[float], k: int, budget
 
 def prefix_features(beta: Sequence[float], acc: Sequence[float], k: int,
                     train_loss: Sequence[float] | None = None) -> np.ndarray:
-    """One feature row at epoch k: ``[βeff_k, βeff_k - βeff_{k-1}, acc_k, acc_k - acc_{k-1}]``
-    (changes are 0 at k = 1), and ``tse_ema(train_loss, k)`` when train losses are given.
-    ``nan`` entries mark a diverged run."""
+    """One feature row at epoch k: ``[βeff_k, βeff_k - βeff_{k-1}, log(βeff_k / βeff_1), acc_k,
+    acc_k - acc_{k-1}, tse_ema(train_loss, k)]`` (changes are 0 at k = 1; the last is ``nan``
+    without train losses). The growth ratio is free of βeff's scale, which depends on the NCP's
+    input width and so differs between architectures. ``nan`` entries mark a diverged run."""
     b = _prefix(beta, k, "beta")
     y = _prefix(acc, k, "acc")
     db = b[-1] - b[-2] if k > 1 else 0.0
     dy = y[-1] - y[-2] if k > 1 else 0.0
-    row = [b[-1], db, y[-1], dy]
-    if train_loss is not None:
-        tse = tse_ema(train_loss, k)
-        row.append(tse if math.isfinite(tse) else math.nan)
-    return np.array(row, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = float(np.log(b[-1] / b[0])) if b[0] > 0 and b[-1] > 0 else math.nan
+    tse = tse_ema(train_loss, k) if train_loss is not None else math.nan
+    return np.array([b[-1], db, growth, y[-1], dy, tse if math.isfinite(tse) else math.nan], dtype=float)
 
 
 class PopulationPredictor(RegressorMixin, BaseEstimator):
@@ -150,7 +150,7 @@ class PopulationPredictor(RegressorMixin, BaseEstimator):
     Example:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(40, 4)); y = 0.5 + 0.1 * X[:, 0] + 0.01 * rng.normal(size=40)
+        >>> X = rng.normal(size=(40, 6)); y = 0.5 + 0.1 * X[:, 0] + 0.01 * rng.normal(size=40)
         >>> model = PopulationPredictor("both").fit(X, y)
         >>> mean, std = model.predict(X[:2], return_std=True)
         >>> bool(np.all(np.abs(mean - y[:2]) < 0.05)), bool(np.all(std > 0))
@@ -172,7 +172,7 @@ class PopulationPredictor(RegressorMixin, BaseEstimator):
         cols = self._columns()
         if X.ndim != 2 or X.shape[1] <= max(cols):
             raise ValueError(f"features={self.features!r} reads columns {cols} of prefix_features rows, but X has shape "
-                             f"{X.shape}; pass train_loss to prefix_features for the '+tse' sets.")
+                             f"{X.shape}.")
         return X[:, cols]
 
     def fit(self, X, y) -> "PopulationPredictor":
