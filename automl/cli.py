@@ -19,7 +19,7 @@ from automl.search import BACKENDS, PRUNERS
 
 __all__ = ["cli", "main"]
 
-_SPACES = ("mlp", "cnn", "resnet")  # checked against search_spaces.SPACES in a test
+_SPACES = ("mlp", "cnn", "resnet", "resnet_small")  # checked against search_spaces.SPACES in a test
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
