@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         ("optuna_pruner.py", ["--trials", "10", "--epochs", "4"], "pruned"),
         ("ray_tune_search.py", ["--trials", "6", "--epochs", "3"], "stopped early"),
+        ("capacitance_probe.py", ["--trials", "8", "--epochs", "3"], "βeff of the best trial per epoch"),
     ],
 )
 def test_example_runs(tmp_path, script, args, expect):
