@@ -342,7 +342,7 @@ def write_report() -> None:
 
         lines += ["## In the pruner: replay with and without the capacitance check", "",
                   f"Each dataset's 60 runs of one NCP mode in one pool (a task), {doc['seeds']} orders; cost = epochs / "
-                  "epochs without pruning, norm. regret = (best in pool − best completed) / (median − best), medians "
+                  "epochs without pruning, norm. regret = (best in pool − best completed) / (best − median run), medians "
                   "over orders; `signal+capacitance` is `Policy(capacitance=\"auto\")`, `signal` the default policy.", "",
                   "| task | pruner | cost ratio | median norm. regret | best run kept |", "|---|---|---|---|---|"]
         for task, per in doc["tasks"].items():
