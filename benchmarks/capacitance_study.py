@@ -258,7 +258,7 @@ def replay_banks() -> dict:
 
 
 def _fmt_cell(c: dict) -> str:
-    return f"{c['tau']:.3f} [{c['tau_lo']:.2f}, {c['tau_hi']:.2f}]"
+    return f"{c['tau']:.3f} [{c['tau_lo']:.2f}, {c['tau_hi']:.2f}] ρ {c['spearman']:.2f}"
 
 
 def write_report() -> None:
@@ -283,7 +283,7 @@ def write_report() -> None:
         "",
         "**Truth.** Test accuracy at epoch 30. **Score.** Kendall τ-b between each predictor at k observed epochs "
         "and the truth on a held-out half of the 60 models, averaged over 200 random halvings (seed 0); the interval is "
-        "the 2.5–97.5% range over halvings. Population models are fitted on the other half (as a study fits on its "
+        "the 2.5–97.5% range over halvings; ρ is the mean Spearman correlation. Population models are fitted on the other half (as a study fits on its "
         "finished trials and scores the newcomers); every predictor is scored on the same halves, so gains are paired. "
         "(Leave-one-out scoring was tried first and dropped: among runs tied at chance accuracy it anti-correlates "
         "each prediction with its own left-out outcome and biases τ down.)",
