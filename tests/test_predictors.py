@@ -87,3 +87,19 @@ def test_loo_and_population_shapes_are_checked():
         loo_ridge_mse(X, y[:, None])
     with pytest.raises(ValueError, match="reads columns \\(3, 4, 5\\)"):
         PopulationPredictor("curve+tse").fit(np.ones((10, 4)), y)
+
+
+def test_beta_ridge_estimator_contract():
+    from automl.signals.predictors import BetaRidge
+
+    beta = np.array([0.05, 0.06, 0.065, 0.07])
+    acc = np.array([0.4, 0.6, 0.7, 0.8])
+    model = BetaRidge().fit(beta.reshape(-1, 1), acc)
+    mean, std = model.predict([[0.06], [0.09]], return_std=True)
+    assert mean[0] == pytest.approx(0.6, abs=0.05) and mean[1] > mean[0] and (std > 0).all()
+    flat = BetaRidge().fit([0.05, 0.05], [0.3, 0.4])
+    assert flat.predict_final(30)[0] == 0.4
+    with pytest.raises(ValueError, match="one βeff per accuracy"):
+        BetaRidge().fit([0.1, 0.2], [0.3])
+    with pytest.raises(ValueError, match="finite"):
+        BetaRidge().fit([0.1, np.nan], [0.3, 0.4])

@@ -9,7 +9,7 @@ epoch) and return a predicted final value, higher = better for accuracies. They 
   Ru, Lyle, Schut, Fil, van der Wilk, Gal, "Speedy performance estimation for neural architecture
   search", NeurIPS 2021; a lower sum ranks higher, so the score is its negative).
 - :func:`power_law_final`: the curve extrapolated to the budget by ``a - b t^(-c)``.
-- :func:`beta_ridge_final`: the per-trial model of Jiang et al. (arXiv 2201.04194): a Bayesian
+- :class:`BetaRidge` / :func:`beta_ridge_final`: the per-trial model of Jiang et al. (arXiv 2201.04194): a Bayesian
   ridge regression of accuracy on βeff over the observed epochs, read at the βeff the run's own
   βeff trend reaches at the budget (βeff extrapolated linearly in log t).
 - :class:`PopulationPredictor`: a Bayesian ridge regression fitted on the finished runs of the
@@ -32,6 +32,7 @@ __all__ = [
     "vacces",
     "tse_ema",
     "power_law_final",
+    "BetaRidge",
     "beta_ridge_final",
     "prefix_features",
     "FEATURE_SETS",
@@ -100,24 +101,62 @@ def power_law_final(curve: Sequence[float], k: int, budget: int) -> float:
         return float(y[-1])
 
 
-def beta_ridge_final(beta: Sequence[float], acc: Sequence[float], k: int, budget: int) -> tuple[float, float]:
-    """Per-trial prediction of the final accuracy from (βeff, accuracy) pairs of epochs 1..k.
+class BetaRidge(RegressorMixin, BaseEstimator):
+    """The per-trial model of Jiang et al.: a Bayesian ridge regression of one run's accuracy on
+    its βeff over the observed epochs.
 
-    Returns ``(mean, std)``; ``(acc_k, nan)`` when k = 1 or βeff did not move.
+    ``fit(beta, acc)`` takes the run's βeff per epoch (``(k,)`` or ``(k, 1)``) and accuracy per
+    epoch; ``predict(beta, return_std=True)`` reads the fit at other βeff values;
+    ``predict_final(budget)`` reads it where the run's own βeff trend (linear in log epoch) is at
+    epoch ``budget``, returning ``(mean, std)`` clipped to [0, 1].
+
+    Example:
+        >>> import numpy as np
+        >>> beta = 0.05 + 0.01 * np.log(np.arange(1, 6)); acc = 0.3 + 8 * (beta - 0.05)
+        >>> mean, std = BetaRidge().fit(beta, acc).predict_final(30)
+        >>> round(mean, 2)
+        0.57
     """
+
+    def fit(self, X, y) -> "BetaRidge":
+        b = np.asarray(X, dtype=float).reshape(-1)
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if b.shape != y.shape or b.size < 1:
+            raise ValueError(f"need one βeff per accuracy, but got {b.size} βeff and {y.size} accuracies.")
+        if not (np.isfinite(b).all() and np.isfinite(y).all()):
+            raise ValueError("βeff and accuracy must be finite to fit a per-trial model (a diverged run has no trend).")
+        self.beta_, self.acc_ = b, y
+        self.center_, self.scale_ = float(b.mean()), float(np.std(b)) or 1.0
+        self.flat_ = b.size == 1 or np.ptp(b) <= 1e-12 * max(1.0, float(np.abs(b).max()))
+        if not self.flat_:
+            self.model_ = BayesianRidge().fit(((b - self.center_) / self.scale_).reshape(-1, 1), y)
+        return self
+
+    def predict(self, X, return_std: bool = False):
+        b = np.asarray(X, dtype=float).reshape(-1)
+        if self.flat_:  # βeff did not move: the last accuracy, with no stated spread
+            mean, std = np.full(b.shape, self.acc_[-1]), np.full(b.shape, np.nan)
+        else:
+            mean, std = self.model_.predict(((b - self.center_) / self.scale_).reshape(-1, 1), return_std=True)
+        return (mean, std) if return_std else mean
+
+    def predict_final(self, budget: int) -> tuple[float, float]:
+        k = self.beta_.size
+        if self.flat_:
+            return float(self.acc_[-1]), math.nan
+        slope, intercept = np.polyfit(np.log(np.arange(1, k + 1, dtype=float)), self.beta_, 1)
+        mean, std = self.predict([intercept + slope * math.log(budget)], return_std=True)
+        return float(np.clip(mean[0], 0.0, 1.0)), float(std[0])
+
+
+def beta_ridge_final(beta: Sequence[float], acc: Sequence[float], k: int, budget: int) -> tuple[float, float]:
+    """:class:`BetaRidge` on epochs 1..k of one run, read at the budget: ``(mean, std)``;
+    ``(acc_k, nan)`` when k = 1 or βeff did not move, ``(nan, nan)`` for a diverged prefix."""
     b = _prefix(beta, k, "beta")
     y = _prefix(acc, k, "acc")
     if not (np.isfinite(b).all() and np.isfinite(y).all()):
         return math.nan, math.nan
-    if k == 1 or np.ptp(b) <= 1e-12 * max(1.0, float(np.abs(b).max())):
-        return float(y[-1]), math.nan
-    logt = np.log(np.arange(1, k + 1, dtype=float))
-    slope, intercept = np.polyfit(logt, b, 1)
-    beta_at_budget = intercept + slope * math.log(budget)
-    scale = float(np.std(b)) or 1.0
-    model = BayesianRidge().fit(((b - b.mean()) / scale).reshape(-1, 1), y)
-    mean, std = model.predict(np.array([[(beta_at_budget - b.mean()) / scale]]), return_std=True)
-    return float(np.clip(mean[0], 0.0, 1.0)), float(std[0])
+    return BetaRidge().fit(b, y).predict_final(budget)
 
 
 def prefix_features(beta: Sequence[float], acc: Sequence[float], k: int,
