@@ -4,6 +4,22 @@ Every function here takes plain numbers or NumPy arrays and is testable without 
 """
 
 from automl.signals.capacitance import WEIGHTINGS, beta_eff
-from automl.signals.curve import CurveForecast, forecast_final, median_at_step, rank_correlation
+from automl.signals.curve import (
+    CurveForecast,
+    forecast_final,
+    median_at_step,
+    rank_correlation,
+)
+from automl.signals.dynamics import dfa_alpha, metastability, order_parameter
 
-__all__ = ["beta_eff", "WEIGHTINGS", "CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]
+__all__ = [
+    "beta_eff",
+    "WEIGHTINGS",
+    "dfa_alpha",
+    "order_parameter",
+    "metastability",
+    "CurveForecast",
+    "forecast_final",
+    "median_at_step",
+    "rank_correlation",
+]

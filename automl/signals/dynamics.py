@@ -1,0 +1,218 @@
+"""Dynamical measures over layer activations: integration (DFA), metastability (Kuramoto), DSI.
+
+Layers play the channels of a recording and training time plays time (La Quang et al., arXiv
+2604.09716, 2026). The input is X[L, T]: per-layer RMS activation of a fixed probe batch, logged
+every k optimizer steps (``EpochRecord.activations``). Procedure (SIGNALS.md §2):
+
+- work on first differences z-scored per layer (:func:`diff_zscore`): the raw series share a
+  trend that would make every layer look synchronous;
+- integration: the DFA-1 exponent of each layer (:func:`dfa_alpha`), I = their mean; white noise
+  gives 0.5, a random walk 1.5; no exponent below 16 points (nan), low confidence below 32;
+- metastability: Kuramoto order parameter R(t) of the layers' Hilbert phases
+  (:func:`order_parameter`); after trimming 10% at each edge, M = std R, synchrony S = mean R
+  (:func:`metastability`); independent layers give E[R] ≈ sqrt(π/(4L)), so M and S are also
+  reported as z-scores against circularly shifted layers (:func:`metastability_null`);
+- stability index DSI = clip(I/1.5, 0, 1) · (1 − clip(M/0.5, 0, 1)) on a trailing window, its
+  rolling volatility, and the "converged" rule (:func:`converged_at`).
+
+All functions are numpy/scipy only and vectorised over layers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy.signal import hilbert
+
+__all__ = [
+    "MIN_DFA_POINTS",
+    "CONFIDENT_DFA_POINTS",
+    "diff_zscore",
+    "dfa_alpha",
+    "integration",
+    "order_parameter",
+    "metastability",
+    "metastability_null",
+    "MetastabilityNull",
+    "stability_index",
+    "rolling_std",
+    "converged_at",
+]
+
+MIN_DFA_POINTS = 16  # below: no exponent
+CONFIDENT_DFA_POINTS = 32  # below: an exponent, flagged low-confidence
+
+
+def _rows(x) -> tuple[np.ndarray, bool]:
+    a = np.asarray(x, dtype=float)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"expected a series (N,) or layers x time (L, N), but got shape {a.shape}.")
+    return (a[None, :], True) if a.ndim == 1 else (a, False)
+
+
+def diff_zscore(x) -> np.ndarray:
+    """First differences of each row, z-scored per row (a constant row becomes zeros)."""
+    X, one = _rows(x)
+    d = np.diff(X, axis=1)
+    sd = d.std(axis=1, keepdims=True)
+    z = (d - d.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+    return z[0] if one else z
+
+
+def _dfa_scales(n: int, count: int = 8) -> np.ndarray:
+    # 4..N/4; short series (16 <= N < 32, flagged low-confidence) stretch to 8 = N/2 at most so
+    # that two scales remain to fit a slope.
+    top = n // 4 if n // 4 >= 8 else min(8, n // 2)
+    if top < 5:
+        return np.array([], dtype=int)
+    return np.unique(np.round(np.logspace(math.log10(4), math.log10(top), count)).astype(int))
+
+
+def dfa_alpha(x) -> np.ndarray:
+    """DFA-1 exponent of each row of ``x`` ((L, N) -> (L,); a 1-D series gives a 0-d array).
+
+    Profile = cumsum(x − mean); about 8 log-spaced window sizes from 4 to N/4 (to 8 for N < 32),
+    windows overlapping
+    by half, a straight line removed from each window; F(n) = the RMS residual pooled over windows;
+    α = the least-squares slope of log F on log n. ``nan`` for rows shorter than 16 points, with a
+    non-finite value, or constant.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> float(np.round(dfa_alpha(rng.normal(size=2048)), 1))
+        0.5
+    """
+    X, one = _rows(x)
+    L, n = X.shape
+    alpha = np.full(L, np.nan)
+    scales = _dfa_scales(n)
+    ok = np.isfinite(X).all(axis=1)
+    if n < MIN_DFA_POINTS or len(scales) < 2 or not ok.any():
+        return alpha[0] if one else alpha
+    Y = X[ok]
+    profile = np.cumsum(Y - Y.mean(axis=1, keepdims=True), axis=1)
+    log_f = np.empty((len(Y), len(scales)))
+    for j, s in enumerate(scales):
+        starts = np.arange(0, n - s + 1, max(1, s // 2))
+        seg = profile[:, starts[:, None] + np.arange(s)]  # (L, windows, s)
+        t = np.arange(s) - (s - 1) / 2.0
+        centred = seg - seg.mean(axis=2, keepdims=True)
+        slope = (centred @ t) / (t @ t)
+        resid = centred - slope[..., None] * t
+        with np.errstate(divide="ignore"):
+            log_f[:, j] = 0.5 * np.log(np.mean(resid**2, axis=(1, 2)))
+    log_n = np.log(scales.astype(float))
+    log_n -= log_n.mean()
+    finite = np.isfinite(log_f).all(axis=1)  # a constant row has F = 0: no exponent
+    slopes = np.full(len(Y), np.nan)
+    slopes[finite] = (log_f[finite] - log_f[finite].mean(axis=1, keepdims=True)) @ log_n / (log_n @ log_n)
+    alpha[ok] = slopes
+    return np.asarray(alpha[0]) if one else alpha
+
+
+def integration(x) -> tuple[float, bool]:
+    """I = mean DFA exponent over layers, and whether it is low-confidence (fewer than 32 points)."""
+    X, _ = _rows(x)
+    alphas = dfa_alpha(X)
+    finite = alphas[np.isfinite(alphas)]
+    return (float(finite.mean()) if finite.size else math.nan), X.shape[1] < CONFIDENT_DFA_POINTS
+
+
+def order_parameter(x) -> np.ndarray:
+    """Kuramoto R(t) = |mean_j exp(i φ_j(t))| of the rows of ``x`` (L, T), with φ_j the phase of
+    the analytic signal (Hilbert transform) of row j as given. A single row gives R = 1.
+
+    Example:
+        >>> t = np.linspace(0, 20, 400)
+        >>> bool(np.allclose(order_parameter(np.vstack([np.sin(t)] * 3)), 1.0))
+        True
+    """
+    X, _ = _rows(x)
+    if X.shape[1] < 2:
+        raise ValueError(f"an order parameter needs at least 2 time points, but got {X.shape[1]}.")
+    phases = np.angle(hilbert(X, axis=1))
+    return np.abs(np.exp(1j * phases).mean(axis=0))
+
+
+def _trim(r: np.ndarray, trim: float) -> np.ndarray:
+    k = int(round(trim * len(r)))
+    return r[k : len(r) - k] if len(r) - 2 * k >= 2 else r
+
+
+def metastability(x, trim: float = 0.1) -> tuple[float, float]:
+    """(M, S): the std and mean of R(t) after dropping ``trim`` of the points at each edge (the
+    Hilbert transform is unreliable there)."""
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), but got {trim=}.")
+    r = _trim(order_parameter(x), trim)
+    return float(r.std()), float(r.mean())
+
+
+class MetastabilityNull(NamedTuple):
+    """M and S, the same under the null (each layer circularly shifted at random), and z-scores."""
+
+    m: float
+    s: float
+    m_null_mean: float
+    m_null_std: float
+    s_null_mean: float
+    s_null_std: float
+    m_z: float
+    s_z: float
+
+
+def metastability_null(x, *, n_null: int = 100, seed: int = 0, trim: float = 0.1) -> MetastabilityNull:
+    """M and S of ``x`` against ``n_null`` surrogates in which every layer is shifted circularly by
+    its own random offset: the shifts keep each layer's own dynamics and break the alignment."""
+    X, _ = _rows(x)
+    m, s = metastability(X, trim)
+    rng = np.random.default_rng(seed)
+    L, T = X.shape
+    ms, ss = np.empty(n_null), np.empty(n_null)
+    rows = np.arange(L)[:, None]
+    for i in range(n_null):
+        shifts = rng.integers(0, T, size=L)
+        shifted = X[rows, (np.arange(T)[None, :] + shifts[:, None]) % T]
+        ms[i], ss[i] = metastability(shifted, trim)
+
+    def z(v: float, null: np.ndarray) -> float:
+        sd = float(null.std())
+        return (v - float(null.mean())) / sd if sd > 0 else math.nan
+
+    return MetastabilityNull(m, s, float(ms.mean()), float(ms.std()), float(ss.mean()), float(ss.std()), z(m, ms), z(s, ss))
+
+
+def stability_index(i: float, m: float) -> float:
+    """DSI = clip(I/1.5, 0, 1) · (1 − clip(M/0.5, 0, 1)); ``nan`` if either is ``nan``."""
+    if not (math.isfinite(i) and math.isfinite(m)):
+        return math.nan
+    return min(max(i / 1.5, 0.0), 1.0) * (1.0 - min(max(m / 0.5, 0.0), 1.0))
+
+
+def rolling_std(x, window: int) -> np.ndarray:
+    """Std of the trailing ``window`` points at each position (``nan`` until the window is full)."""
+    v = np.asarray(x, dtype=float)
+    if isinstance(window, bool) or int(window) < 2:
+        raise ValueError(f"window must be >= 2, but got {window=}.")
+    out = np.full(len(v), np.nan)
+    if len(v) >= window:
+        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(v, int(window)).std(axis=1)
+    return out
+
+
+def converged_at(volatility, *, fraction: float = 0.3, hold: int = 3) -> int | None:
+    """First index at which the volatility has stayed at or below ``fraction`` of its running
+    maximum for ``hold`` consecutive points (the index of the last of them), or ``None``."""
+    v = np.asarray(volatility, dtype=float)
+    run, peak = 0, -math.inf
+    for i, x in enumerate(v):
+        if not math.isfinite(x):
+            run = 0
+            continue
+        peak = max(peak, x)
+        run = run + 1 if peak > 0 and x <= fraction * peak else 0
+        if run >= hold:
+            return i
+    return None
