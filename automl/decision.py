@@ -375,17 +375,17 @@ def _beta_by_epoch(records: Sequence[Mapping[str, Any]]) -> dict[int, float]:
     return out
 
 
-def _features(beta: Mapping[int, float], values: Mapping[int, float], step: int, sign: float) -> Optional[list[float]]:
-    """The columns of ``prefix_features`` without TSE: [βeff, Δβeff, log βeff/βeff_first, value,
-    Δvalue] at ``step`` (values signed so that lower is better), or None."""
-    b, v = beta.get(step), values.get(step)
-    first = beta.get(min(beta)) if beta else None
-    if b is None or v is None or first is None or not (_finite(b) and _finite(v) and _finite(first)):
+def _features(beta: Mapping[int, float], values: Mapping[int, float], step: int, sign: float) -> Optional[np.ndarray]:
+    """``prefix_features`` without its TSE column, at ``step`` (values signed so that lower is
+    better): the same features the ranking study measured; None if one is missing or not finite."""
+    from automl.signals.predictors import prefix_features
+
+    if step < 1:
         return None
-    b0, v0 = beta.get(step - 1, b), values.get(step - 1, v)
-    if not (_finite(b0) and _finite(v0)) or b <= 0 or first <= 0:
-        return None
-    return [b, b - b0, math.log(b / first), sign * v, sign * (v - v0)]
+    epochs = range(1, step + 1)
+    row = prefix_features([beta.get(e, math.nan) for e in epochs],
+                          [sign * values[e] if e in values else math.nan for e in epochs], step)[:5]
+    return row if np.isfinite(row).all() else None
 
 
 def _capacitance(trial: TrialHistory, population: Population, policy: Policy, step: int, sign: float,
