@@ -13,7 +13,9 @@ every k optimizer steps (``EpochRecord.activations``). Procedure (SIGNALS.md §2
   (:func:`metastability`); independent layers give E[R] ≈ sqrt(π/(4L)), so M and S are also
   reported as z-scores against circularly shifted layers (:func:`metastability_null`);
 - stability index DSI = clip(I/1.5, 0, 1) · (1 − clip(M/0.5, 0, 1)) on a trailing window, its
-  rolling volatility, and the "converged" rule (:func:`converged_at`).
+  rolling volatility, and the "converged" rule (:func:`converged_at`); :func:`stability_series`
+  computes DSI on every trailing window at once and :func:`convergence` applies the rule, checked
+  against the same rule on circularly shifted layers.
 
 All functions are numpy/scipy only and vectorised over layers.
 """
@@ -39,6 +41,11 @@ __all__ = [
     "stability_index",
     "rolling_std",
     "converged_at",
+    "StabilitySeries",
+    "stability_series",
+    "Convergence",
+    "convergence",
+    "converged_epoch",
 ]
 
 MIN_DFA_POINTS = 16  # below: no exponent
@@ -216,3 +223,199 @@ def converged_at(volatility, *, fraction: float = 0.3, hold: int = 3) -> int | N
         if run >= hold:
             return i
     return None
+
+
+class StabilitySeries(NamedTuple):
+    """The stability index on every trailing window of a trace X[L, T].
+
+    ``end[i]`` is the index (into the T points) of the last point of window i; ``integration``,
+    ``metastability`` and ``dsi`` are the window's I, M and DSI; ``volatility`` is the rolling std
+    of ``dsi`` over ``vol_window`` windows (``nan`` until it is full).
+    """
+
+    end: np.ndarray
+    integration: np.ndarray
+    metastability: np.ndarray
+    dsi: np.ndarray
+    volatility: np.ndarray
+
+
+def _window_stats(d: np.ndarray, window: int, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """I and M of every trailing window of the differenced trace ``d`` (L, N): (W,) each."""
+    L, n = d.shape
+    win = np.lib.stride_tricks.sliding_window_view(d, window, axis=1).transpose(1, 0, 2)  # (W, L, window)
+    W = win.shape[0]
+    sd = win.std(axis=2, keepdims=True)
+    z = (win - win.mean(axis=2, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+    alphas = dfa_alpha(z.reshape(W * L, window)).reshape(W, L)
+    alphas[(sd[..., 0] == 0)] = np.nan  # a flat layer in this window has no exponent
+    with np.errstate(all="ignore"):
+        count = np.isfinite(alphas).sum(axis=1)
+        i = np.where(count > 0, np.nansum(alphas, axis=1) / np.maximum(count, 1), np.nan)
+    r = np.abs(np.exp(1j * np.angle(hilbert(z, axis=2))).mean(axis=1))  # (W, window)
+    k = int(round(trim * window))
+    r = r[:, k : window - k] if window - 2 * k >= 2 else r
+    return i, r.std(axis=1)
+
+
+def stability_series(x, *, window: int = 64, vol_window: int = 16, trim: float = 0.1,
+                     previous: StabilitySeries | None = None) -> StabilitySeries:
+    """DSI on every trailing window of ``window`` first differences of the trace ``x`` (L, T).
+
+    Each window is z-scored per layer on its own (the index reads the shape of the fluctuations,
+    not their size), then I = mean DFA exponent over layers and M = std of the Kuramoto R(t) after
+    trimming ``trim`` at each edge; DSI = clip(I/1.5, 0, 1) · (1 − clip(M/0.5, 0, 1)). Every window
+    uses only its past: the series of a prefix is the prefix of the series, so ``previous`` (the
+    series of a prefix of ``x``, with the same settings) is reused and only the new windows are
+    computed, as a probe does once per epoch.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> s = stability_series(rng.normal(size=(4, 200)).cumsum(axis=1))
+        >>> len(s.dsi), int(s.end[0]), bool(np.isnan(s.volatility[:15]).all() and np.isfinite(s.volatility[15:]).all())
+        (136, 64, True)
+    """
+    X, _ = _rows(x)
+    if isinstance(window, bool) or int(window) < MIN_DFA_POINTS:
+        raise ValueError(f"window must be >= {MIN_DFA_POINTS} points (DFA needs them), but got {window=}.")
+    if isinstance(vol_window, bool) or int(vol_window) < 2:
+        raise ValueError(f"vol_window must be >= 2, but got {vol_window=}.")
+    window, vol_window = int(window), int(vol_window)
+    done = 0 if previous is None else len(previous.dsi)
+    if done and X.shape[1] - 1 - window + 1 >= done:
+        tail = stability_series(X[:, done:], window=window, vol_window=vol_window, trim=trim)
+        i = np.concatenate([previous.integration, tail.integration])
+        m = np.concatenate([previous.metastability, tail.metastability])
+        dsi = np.concatenate([previous.dsi, tail.dsi])
+        return StabilitySeries(np.arange(len(dsi)) + window, i, m, dsi, rolling_std(dsi, vol_window))
+    d = np.diff(X, axis=1)
+    if d.shape[1] < window:
+        empty = np.array([])
+        return StabilitySeries(np.array([], dtype=int), empty, empty, empty, empty)
+    bad = ~np.isfinite(d)
+    i, m = _window_stats(np.where(bad, 0.0, d), window, trim)
+    if bad.any():  # a window touching a non-finite value has no index
+        touched = np.lib.stride_tricks.sliding_window_view(bad.any(axis=0), window).any(axis=1)
+        i[touched], m[touched] = np.nan, np.nan
+    dsi = np.clip(i / 1.5, 0.0, 1.0) * (1.0 - np.clip(m / 0.5, 0.0, 1.0))
+    end = np.arange(len(dsi)) + window  # window j covers differences j..j+window-1 = points j..j+window
+    return StabilitySeries(end, i, m, dsi, rolling_std(dsi, vol_window) if len(dsi) >= 1 else dsi)
+
+
+class Convergence(NamedTuple):
+    """The convergence rule applied to a trace, and the null it is checked against.
+
+    Attributes:
+        index: the trace point at which the trace counts as converged (the rule fired and fired
+            earlier than on most null surrogates), or ``None``.
+        fired: the trace point at which the rule fired on the real trace (``None``: not yet).
+        null_median: the median point at which it fires on the surrogates (``inf``: most never do).
+        null_fired_share: the share of surrogates on which it fired no later than ``fired``.
+        series: the real trace's :class:`StabilitySeries`.
+    """
+
+    index: int | None
+    fired: int | None
+    null_median: float
+    null_fired_share: float
+    series: StabilitySeries
+
+    @property
+    def converged(self) -> bool:
+        return self.index is not None
+
+
+def _fired(series: StabilitySeries, fraction: float, hold: int) -> int | None:
+    q = converged_at(series.volatility, fraction=fraction, hold=hold)
+    return None if q is None else int(series.end[q])
+
+
+def convergence(
+    x,
+    *,
+    window: int = 64,
+    vol_window: int = 16,
+    fraction: float = 0.3,
+    hold: int = 3,
+    n_null: int = 20,
+    null_share: float = 0.5,
+    seed: int = 0,
+    previous: StabilitySeries | None = None,
+) -> Convergence:
+    """Apply the convergence rule of SIGNALS.md §2 to the activation trace ``x`` (L, T).
+
+    The rule fires at the first point where the volatility of the stability index has stayed at or
+    below ``fraction`` of its running maximum for ``hold`` consecutive windows. It counts only if,
+    on ``n_null`` surrogates (each layer's differences circularly shifted by its own random offset,
+    seeded by ``seed``), it fired no later on less than ``null_share`` of them: a rule that fires
+    as early on series with the layers' alignment and timing broken is not evidence of convergence.
+    ``previous`` is the stability series of a prefix of ``x`` (see :func:`stability_series`).
+
+    The defaults follow SIGNALS.md §2 (fraction 0.3, hold 3) with a 64-point DSI window and a
+    16-window volatility, chosen on development banks that the study's figures do not use
+    (``benchmarks/results/dynamics.md``).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> t = np.arange(300)
+        >>> x = np.exp(-t / 30) * rng.normal(size=(4, 300)).cumsum(axis=1) + 0.01 * rng.normal(size=(4, 300))
+        >>> c = convergence(x)
+        >>> c.converged, c.fired is not None
+        (True, True)
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), but got {fraction=}.")
+    if isinstance(hold, bool) or int(hold) < 1:
+        raise ValueError(f"hold must be >= 1, but got {hold=}.")
+    if isinstance(n_null, bool) or int(n_null) < 0:
+        raise ValueError(f"n_null must be >= 0, but got {n_null=}.")
+    if not 0.0 < null_share <= 1.0:
+        raise ValueError(f"null_share must be in (0, 1], but got {null_share=}.")
+    X, _ = _rows(x)
+    series = stability_series(X, window=window, vol_window=vol_window, previous=previous)
+    fired = _fired(series, fraction, hold)
+    if fired is None or n_null == 0:
+        return Convergence(fired, fired, math.nan, math.nan, series)
+    # The null: shift the differences of each layer (the series the index reads), then integrate
+    # back, so that a surrogate is a trace of the same length with the same per-layer increments.
+    d = np.diff(X, axis=1)
+    L, n = d.shape
+    rng = np.random.default_rng(seed)
+    rows, cols = np.arange(L)[:, None], np.arange(n)[None, :]
+    null_fired = np.empty(int(n_null))
+    for j in range(int(n_null)):
+        shifted = d[rows, (cols + rng.integers(0, n, size=L)[:, None]) % n]
+        surrogate = np.concatenate([X[:, :1], X[:, :1] + np.cumsum(shifted, axis=1)], axis=1)
+        f = _fired(stability_series(surrogate, window=window, vol_window=vol_window), fraction, hold)
+        null_fired[j] = math.inf if f is None else f
+    share = float(np.mean(null_fired <= fired))
+    index = fired if share < null_share else None
+    return Convergence(index, fired, float(np.median(null_fired)), share, series)
+
+
+def converged_epoch(x, steps, steps_per_epoch: int, **rule) -> tuple[int | None, Convergence | None]:
+    """The first epoch at whose end :func:`convergence` of the trace so far says converged, as a
+    probe that checks once per epoch would find it; and that check's result.
+
+    ``x`` is the trace (L, T) logged at the optimizer ``steps`` (T,); epoch e ends at step
+    e · ``steps_per_epoch``. ``rule`` takes :func:`convergence`'s keyword arguments. The
+    surrogates are redrawn on each epoch's prefix, so the answer does not depend on the future.
+    """
+    X, _ = _rows(x)
+    st = np.asarray(steps, dtype=int)
+    if st.shape != (X.shape[1],):
+        raise ValueError(f"steps must give one step per trace point ({X.shape[1]}), but has shape {st.shape}.")
+    if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, but got {steps_per_epoch=}.")
+    full = convergence(X, **{**rule, "n_null": 0})  # the rule alone is causal: where it first fires
+    if full.fired is None:
+        return None, None
+    spe = int(steps_per_epoch)
+    first = -(-int(st[full.fired]) // spe)  # the epoch whose end first sees the firing point
+    last = -(-int(st[-1]) // spe)
+    for epoch in range(first, last + 1):
+        n = int(np.searchsorted(st, epoch * spe, side="right"))
+        c = convergence(X[:, :n], **rule)
+        if c.converged:
+            return epoch, c
+    return None, None
