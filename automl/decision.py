@@ -21,6 +21,11 @@ Order of checks (cheapest and most certain first):
    end cannot beat the best finished trial;
 6. otherwise the evidence is thin -> the fallback rule (median, as Optuna's ``MedianPruner``),
    or "thin" for an adapter that wraps a classic pruner of its own.
+
+"Will lose" and "will not gain" are different verdicts. With ``Policy(convergence="dynamics")``,
+a trial that none of the checks above prunes is stopped as ``converged`` (see
+:func:`converged_verdict`) when the probe found its layer dynamics settled and its metric has not
+improved for ``convergence_patience`` epochs: it finishes normally with the value it reached.
 """
 
 from __future__ import annotations
@@ -35,11 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from automl.signals.curve import forecast_final, median_at_step, rank_correlation
 
-__all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide"]
+__all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide", "converged_verdict"]
 
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
-Source = Literal["no_data", "budget", "divergence", "incumbent", "capacitance", "curve", "fallback", "thin"]
+Source = Literal["no_data", "budget", "divergence", "incumbent", "capacitance", "curve", "fallback", "thin", "dynamics"]
 
 _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
@@ -112,6 +117,13 @@ class Policy(BaseModel):
         capacitance_min_epochs: no capacitance pruning before this epoch.
         capacitance_min_gain: βeff counts only if it lowers the leave-one-out error of the
             curve-only model by at least this fraction.
+        convergence: ``"off"``, or ``"dynamics"``: stop a trial as converged when the probe's
+            convergence rule over layer activations has fired (``EpochRecord.dynamics``, see
+            :func:`automl.signals.dynamics.convergence`) and the metric confirms it.
+        convergence_patience: the confirmation: the best value of the last this many epochs is
+            no better than the best before them (by more than ``convergence_tol``).
+        convergence_tol: improvement still counted as none, as a fraction of the improvement
+            since epoch 1.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -132,6 +144,10 @@ class Policy(BaseModel):
     capacitance_min_finished: int = Field(10, ge=4)
     capacitance_min_epochs: int = Field(2, ge=1)
     capacitance_min_gain: float = Field(0.1, ge=0.0, lt=1.0)
+    # Chosen on development banks, measured on held-out ones (benchmarks/results/dynamics.md).
+    convergence: Literal["off", "dynamics"] = "off"
+    convergence_patience: int = Field(3, ge=1)
+    convergence_tol: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class Verdict(BaseModel):
@@ -142,8 +158,8 @@ class Verdict(BaseModel):
         reason: one sentence, e.g. ``"diverged at epoch 3: val_loss=nan"``.
         evidence: the numbers the reason rests on (JSON-ready; non-finite as ``None``).
         predicted_final: the forecast final metric value, in the metric's own units.
-        source: which check decided (``divergence``, ``budget``, ``incumbent``, ``curve``,
-            ``fallback``, ``thin``, ``no_data``).
+        source: which check decided (``divergence``, ``budget``, ``incumbent``, ``capacitance``,
+            ``curve``, ``fallback``, ``thin``, ``no_data``, ``dynamics``).
     """
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
@@ -172,7 +188,7 @@ def _json_number(x: float) -> Optional[float]:
 
 
 def decide(trial_history: TrialHistory, population: Population, policy: Optional[Policy] = None) -> Verdict:
-    """Decide whether a running trial should continue.
+    """Decide whether a running trial should continue, be pruned, or stop as converged.
 
     Args:
         trial_history: the trial asking, with its metric values so far.
@@ -198,6 +214,15 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         ('prune', 'curve')
     """
     policy = policy or _DEFAULT_POLICY
+    verdict = _decide(trial_history, population, policy)
+    if verdict.action == "continue" and verdict.source not in ("budget", "no_data") and policy.convergence != "off":
+        stop = converged_verdict(trial_history, population.direction, policy, metric=population.metric)
+        if stop is not None:
+            return stop
+    return verdict
+
+
+def _decide(trial_history: TrialHistory, population: Population, policy: Policy) -> Verdict:
     metric = population.metric
     values = trial_history.values
     if not values:
@@ -364,6 +389,59 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         evidence=evidence,
         source="fallback",
     )
+
+
+def converged_verdict(trial_history: TrialHistory, direction: Direction, policy: Optional[Policy] = None, *,
+                      metric: str = "value") -> Optional[Verdict]:
+    """The ``converged`` verdict for a trial, or ``None``: the probe's convergence rule over its
+    layer activations has fired (the last record's ``dynamics["converged_step"]``), and the metric
+    agrees: its best value over the last ``convergence_patience`` epochs is no better than its best
+    before them (within ``convergence_tol`` of the gain since epoch 1). ``decide`` asks it for a
+    trial no other check stops; ``Probe.should_stop`` asks it directly.
+
+    Example:
+        >>> rec = {"epoch": 9, "dynamics": {"converged_step": 270, "volatility": 0.01, "volatility_peak": 0.05,
+        ...        "dsi": 0.6, "integration": 1.2, "metastability": 0.05, "null_fired_share": 0.1}}
+        >>> h = TrialHistory(0, {e: min(0.9, 0.5 + 0.1 * e) for e in range(1, 10)}, records=[rec])
+        >>> converged_verdict(h, "maximize", Policy(convergence="dynamics"), metric="val_acc").reason[:40]
+        'converged at epoch 9: the layer dynamics'
+    """
+    policy = policy or _DEFAULT_POLICY
+    values = trial_history.values
+    if not values or not trial_history.records:
+        return None
+    last = trial_history.records[-1]
+    dyn = last.get("dynamics") or {}
+    if dyn.get("converged_step") is None:
+        return None
+    step = max(values)
+    m = policy.convergence_patience
+    if len(values) <= m:
+        return None
+    sign = 1.0 if direction == "minimize" else -1.0
+    ordered = [sign * values[s] for s in sorted(values)]
+    if not all(_finite(v) for v in ordered):
+        return None  # a diverged trial is pruned, not converged
+    before, recent = min(ordered[:-m]), min(ordered[-m:])
+    gain = max(ordered[0] - min(ordered), 0.0)
+    if before - recent > policy.convergence_tol * gain:
+        return None  # the metric still improves: the dynamics alone do not stop a trial
+    peak = dyn.get("volatility_peak")
+    evidence = {
+        "epoch": step,
+        "value": values[step],
+        "best_value": sign * min(ordered),
+        **{k: dyn.get(k) for k in ("converged_step", "volatility", "volatility_peak", "dsi", "integration",
+                                   "metastability", "null_fired_share", "null_median_step")},
+        "patience": m,
+    }
+    calm = (f"stability-index volatility {_fmt(dyn['volatility'])} <= 0.3 of its peak {_fmt(peak)}"
+            if _finite(dyn.get("volatility")) and _finite(peak) else "stability-index volatility at its floor")
+    share = dyn.get("null_fired_share")
+    null = f", earlier than on {1 - share:.0%} of shifted-layer nulls" if _finite(share) else ""
+    reason = (f"converged at epoch {step}: the layer dynamics settled at step {dyn['converged_step']} ({calm}{null}) "
+              f"and {metric} has not improved for {m} epochs (best {_fmt(sign * min(ordered))})")
+    return Verdict(action="converged", reason=reason, evidence=evidence, predicted_final=values[step], source="dynamics")
 
 
 def _beta_by_epoch(records: Sequence[Mapping[str, Any]]) -> dict[int, float]:

@@ -12,26 +12,43 @@ Attach it to any training loop with two calls::
 ``step`` reads the weight gradients of each layer (norm and fraction of exact zeros) every
 ``grad_every`` steps and, every ``every_k_steps`` steps, the RMS activation of each layer on a
 fixed probe batch. ``end_epoch`` adds the weight statistics and the epoch-end activations and
-returns an :class:`~automl.records.EpochRecord`. Statistics stay on the model's device until the
+returns an :class:`~automl.records.EpochRecord`; with the step-level trace it also applies the
+convergence rule of :func:`automl.signals.dynamics.convergence` to the whole trace so far
+(``EpochRecord.dynamics``), and ``should_stop()`` then says whether the trial has converged::
+
+        automl.report(record, trial, metric="val_acc")
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+        if probe.should_stop(trial, metric="val_acc"):  # converged: finish normally, reason stored
+            break
+ Statistics stay on the model's device until the
 epoch ends, so the probe adds one host synchronisation per epoch, not per step.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from automl.ncp import DEFAULT_HIDDEN, NCP, ShadowNCP
-from automl.records import ActivationTrace, EpochRecord, LayerStats
+from automl.decision import Policy, TrialHistory, Verdict, converged_verdict
+from automl.records import METRICS, ActivationTrace, EpochRecord, LayerStats
 from automl.signals.capacitance import WEIGHTINGS
+from automl.signals.dynamics import convergence
+
+_RULE_ARGS = tuple(p for p in inspect.signature(convergence).parameters if p != "x")
+#: User attributes written to an Optuna trial that ``Probe.should_stop`` ends as converged.
+STOP_ATTRS = ("stop_reason", "stop_epoch", "stop_source", "stop_evidence")
 
 NCP_MODES = ("head", "shadow")
 
-__all__ = ["Probe", "find_layers"]
+__all__ = ["Probe", "find_layers", "STOP_ATTRS"]
 
 
 def find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -54,6 +71,10 @@ class Probe:
         optimizer: read for the learning rate of the first parameter group.
         every_k_steps: also log per-layer activation RMS every k optimizer steps (for the
             dynamics signals); ``None`` logs only at epoch end.
+        trace_batch_size: the step-level trace reads only the first this many samples of
+            ``probe_batch`` (the epoch-end RMS reads all of it). The batch is fixed, so a small one
+            adds no sampling noise over time, and it keeps the trace cheap: one forward of 32
+            samples every k steps (``benchmarks/results/dynamics_cost.md``).
         grad_every: read gradients every this many steps (1 = every step).
         layers: names of the modules to watch (``model.named_modules()`` names); default: every
             module with a weight of rank >= 2.
@@ -66,6 +87,9 @@ class Probe:
             rate, initialisation seed and number of classes (default: read from the model's output).
         beta_weighting: the link weighting recorded as ``EpochRecord.beta_eff`` (both are kept in
             ``EpochRecord.capacitance``).
+        convergence_rule: keyword arguments for :func:`automl.signals.dynamics.convergence`
+            (``window``, ``vol_window``, ``fraction``, ``hold``, ``n_null``, ``null_share``,
+            ``seed``), applied at each epoch end to the whole activation trace.
 
     Non-finite gradients, weights or activations are recorded as ``nan``/``inf`` (``null`` in
     JSON): they are evidence of divergence, never an error.
@@ -89,6 +113,7 @@ class Probe:
         *,
         optimizer: Optional[torch.optim.Optimizer] = None,
         every_k_steps: Optional[int] = None,
+        trace_batch_size: int = 32,
         grad_every: int = 1,
         layers: Optional[Sequence[str]] = None,
         ncp: Optional[str] = None,
@@ -98,11 +123,14 @@ class Probe:
         ncp_seed: int = 0,
         ncp_classes: Optional[int] = None,
         beta_weighting: str = "product",
+        convergence_rule: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, but got {type(model).__name__}.")
         if every_k_steps is not None and (isinstance(every_k_steps, bool) or int(every_k_steps) < 1):
             raise ValueError(f"every_k_steps must be >= 1 or None, but got {every_k_steps=}.")
+        if isinstance(trace_batch_size, bool) or int(trace_batch_size) < 1:
+            raise ValueError(f"trace_batch_size must be >= 1, but got {trace_batch_size=}.")
         if isinstance(grad_every, bool) or int(grad_every) < 1:
             raise ValueError(f"grad_every must be >= 1, but got {grad_every=}.")
         self.model = model
@@ -126,11 +154,23 @@ class Probe:
             if not isinstance(probe_batch, torch.Tensor) or probe_batch.dim() < 1 or probe_batch.shape[0] == 0:
                 raise ValueError("probe_batch must be a non-empty tensor with a batch axis first.")
             self.probe_batch = probe_batch.detach()
+        self.trace_batch_size = int(trace_batch_size)
 
         if ncp not in (None, *NCP_MODES):
             raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp=}.")
         if beta_weighting not in WEIGHTINGS:
             raise ValueError(f"beta_weighting must be one of {WEIGHTINGS}, but got {beta_weighting!r}.")
+        rule = dict(convergence_rule or {})
+        unknown_args = sorted(set(rule) - set(_RULE_ARGS))
+        if unknown_args:
+            raise ValueError(f"convergence_rule has unknown keys {unknown_args}; expected some of {list(_RULE_ARGS)}.")
+        convergence([[0.0, 1.0]], **{**rule, "n_null": 0})  # validates the values now, not at the first epoch end
+        self.convergence_rule = rule
+        self._all_steps: list[int] = []
+        self._all_rms: list[list[float]] = []
+        self._dynamics: Optional[dict[str, Any]] = None
+        self._series: Any = None  # the stability series so far: each epoch computes only its new windows
+        self.stop_verdict: Optional[Verdict] = None
         self.ncp_mode = ncp
         self.beta_weighting = beta_weighting
         self._shadow: Optional[ShadowNCP] = None
@@ -180,15 +220,17 @@ class Probe:
         return torch.device("cpu")
 
     @torch.no_grad()
-    def _activation_rms(self) -> Optional[torch.Tensor]:
+    def _activation_rms(self, n: Optional[int] = None) -> Optional[torch.Tensor]:
+        """Per-layer RMS on the probe batch (its first ``n`` samples if given), in eval mode."""
         if self.probe_batch is None:
             return None
+        batch = self.probe_batch if n is None else self.probe_batch[:n]
         was_training = self.model.training
         self._capturing = True
         self._act = [None] * len(self._layers)
         try:
             self.model.eval()
-            self.model(self.probe_batch.to(self._device(), non_blocking=True))
+            self.model(batch.to(self._device(), non_blocking=True))
         finally:
             self._capturing = False
             self.model.train(was_training)
@@ -236,7 +278,7 @@ class Probe:
                 self._zero_sum = self._zero_sum + zeros_t
             self._grad_count += 1
         if self.every_k_steps is not None and self.global_step % self.every_k_steps == 0:
-            rms = self._activation_rms()
+            rms = self._activation_rms(self.trace_batch_size)
             beta = self._beta().get(self.beta_weighting) if self.ncp_mode else None
             if rms is not None or beta is not None:
                 self._trace_steps.append(self.global_step)
@@ -285,9 +327,14 @@ class Probe:
             for i, name in enumerate(self.layer_names)
         ]
         trace = None
+        dynamics = None
         if self._trace_steps:
             rms_rows = torch.stack(self._trace_rows).cpu().tolist() if self._trace_rows else []
             trace = ActivationTrace(steps=self._trace_steps, rms=rms_rows, beta_eff=self._trace_beta)
+            if rms_rows:
+                self._all_steps += self._trace_steps
+                self._all_rms += rms_rows
+                dynamics = self._update_dynamics()
         capacitance = None
         if self.ncp_mode:
             capacitance = self._beta()
@@ -308,12 +355,82 @@ class Probe:
             wall_time=time.perf_counter() - self._epoch_start,
             layers=layers,
             activations=trace,
+            dynamics=dynamics,
             beta_eff=capacitance.get(self.beta_weighting) if capacitance else None,
             capacitance=capacitance or None,
         )
         self.records.append(record)
         self._reset_epoch()
         return record
+
+    def _update_dynamics(self) -> dict[str, Any]:
+        """Apply the convergence rule to the whole trace so far (numpy, a few ms; the null
+        surrogates are drawn only once the rule has fired, and not again once it counted)."""
+        import numpy as np
+
+        X = np.asarray(self._all_rms, dtype=float).T
+        steps = self._all_steps
+        prev = self._dynamics or {}
+        rule = self.convergence_rule
+        if prev.get("converged_step") is not None:  # converged stays converged: no new surrogates
+            rule = {**rule, "n_null": 0}
+        c = convergence(X, **rule, previous=self._series)
+        s = self._series = c.series
+
+        def last(a: "np.ndarray") -> Optional[float]:
+            return float(a[-1]) if len(a) and math.isfinite(a[-1]) else None
+
+        step_of = lambda i: None if i is None else int(steps[i])  # noqa: E731
+        vol = s.volatility[np.isfinite(s.volatility)] if len(s.volatility) else s.volatility
+        out = {
+            "points": len(steps),
+            "integration": last(s.integration),
+            "metastability": last(s.metastability),
+            "dsi": last(s.dsi),
+            "volatility": last(s.volatility),
+            "volatility_peak": float(vol.max()) if len(vol) else None,
+            "fired_step": step_of(c.fired),
+            "converged_step": prev.get("converged_step") or step_of(c.index),
+            "null_fired_share": prev.get("null_fired_share") if prev.get("converged_step") else
+            (c.null_fired_share if math.isfinite(c.null_fired_share) else None),
+            "null_median_step": prev.get("null_median_step") if prev.get("converged_step") else
+            (step_of(int(c.null_median)) if math.isfinite(c.null_median) else None),
+        }
+        self._dynamics = out
+        return out
+
+    def should_stop(self, trial: Optional[Any] = None, *, metric: str = "val_loss", policy: Optional[Policy] = None) -> bool:
+        """Whether the trial has converged (``automl.converged_verdict``): the convergence rule over
+        the layer activations has fired, and ``metric`` has not improved for
+        ``policy.convergence_patience`` epochs. Finish the trial normally when it says so: in Optuna
+        it is then COMPLETE with the value it reached.
+
+        With an ``optuna.Trial``, the verdict's reason is stored on it as the user attributes
+        ``stop_reason``, ``stop_epoch``, ``stop_source`` and ``stop_evidence``; ``stop_verdict``
+        keeps the full verdict either way. Needs the step-level trace (``every_k_steps``).
+        """
+        if self.every_k_steps is None or self.probe_batch is None:
+            raise ValueError("should_stop reads the activation trace: create the Probe with a probe_batch and every_k_steps=k.")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
+        if not self.records:
+            return False
+        policy = policy or Policy(convergence="dynamics")
+        history = TrialHistory(0, {r.epoch: r.metric(metric) for r in self.records}, records=[self.records[-1].compact()])
+        verdict = converged_verdict(history, METRICS[metric], policy, metric=metric)  # type: ignore[arg-type]
+        self.stop_verdict = verdict
+        if verdict is None:
+            return False
+        if trial is not None:
+            import json
+
+            trial.set_user_attr("stop_reason", verdict.reason)
+            trial.set_user_attr("stop_epoch", verdict.evidence.get("epoch"))
+            trial.set_user_attr("stop_source", verdict.source)
+            trial.set_user_attr("stop_evidence", json.loads(verdict.model_dump_json())["evidence"])
+        return True
 
     def close(self) -> None:
         """Remove the forward hooks (the model is left as it was)."""

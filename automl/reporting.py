@@ -39,6 +39,9 @@ def tune_metrics(record: EpochRecord) -> dict[str, Any]:
         value = getattr(record, name)
         if value is not None:
             out[name] = float(value)
+    for name, value in (record.dynamics or {}).items():  # the convergence rule's state, for SignalScheduler
+        if value is not None:
+            out[f"dynamics_{name}"] = value
     if record.layers:
         out["grad_norm_first"] = record.grad_norm_first
         out["grad_norm_last"] = record.grad_norm_last

@@ -85,6 +85,7 @@ def fit(
     every_k_steps: Optional[int] = None,
     ncp: Optional[str] = None,
     on_epoch: Optional[Callable[[EpochRecord], Optional[bool]]] = None,
+    probe_options: Optional[Mapping[str, Any]] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with cross-entropy, recording every epoch with a ``Probe``.
 
@@ -98,6 +99,8 @@ def fit(
             layer by an NCP (unless one is installed already), ``"shadow"`` trains one beside it.
         on_epoch: called with each ``EpochRecord``; may raise to abort (the exception
             propagates) or return ``True`` to stop after this epoch.
+        probe_options: further keyword arguments of the ``Probe`` (e.g. ``trace_batch_size``,
+            ``convergence_rule``).
 
     A non-finite training loss does not stop the run: the diverged values are recorded (as
     ``nan``) so that pruners see them, exactly as they would in a user's own loop.
@@ -120,7 +123,8 @@ def fit(
     result = TrainResult()
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), Probe(model, probe_batch, optimizer=opt, every_k_steps=every_k_steps,
-                                                     ncp=ncp, ncp_seed=int(seed), ncp_classes=data.n_classes) as probe:
+                                                     ncp=ncp, ncp_seed=int(seed), ncp_classes=data.n_classes,
+                                                     **dict(probe_options or {})) as probe:
         # Seed only the generators fork_rng restores: torch.manual_seed would reseed every CUDA
         # device, leaving the caller's CUDA stream changed after a CPU run.
         torch.default_generator.manual_seed(int(seed))

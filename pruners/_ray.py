@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 _MODES = {"min": "minimize", "max": "maximize"}
 # Result keys that decide() reads as the trial's latest record (as reported by automl.report).
 _RECORD_KEYS = ("epoch", "train_loss", "val_loss")
+_DYN = "dynamics_"
 
 
 class SignalScheduler(FIFOScheduler):
@@ -27,7 +28,10 @@ class SignalScheduler(FIFOScheduler):
     :func:`automl.decide` with the trial's metric per ``time_attr`` step and the population of
     all trials it has seen; a ``prune`` (or ``converged``) verdict returns ``STOP``. The reason is
     logged and written into the trial's last result as ``prune_reason``, ``prune_epoch``,
-    ``prune_source`` and ``predicted_final`` (so it is in ``ResultGrid`` metrics).
+    ``prune_source``, ``prune_action`` and ``predicted_final`` (so it is in ``ResultGrid``
+    metrics). A ``converged`` trial (``Policy(convergence="dynamics")``, results reported by
+    ``automl.report`` from a probe with ``every_k_steps``) counts as finished with the value it
+    reached: it is a peer for later decisions, as a trial that ran to the budget is.
 
     Args:
         policy: thresholds of the decision (``automl.Policy``).
@@ -127,6 +131,9 @@ class SignalScheduler(FIFOScheduler):
         others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
         population = Population(others, direction=_MODES[self._mode], metric=self._metric, max_epochs=self._max_t)
         record = {k: result[k] for k in _RECORD_KEYS if k in result}
+        dynamics = {k[len(_DYN):]: v for k, v in result.items() if k.startswith(_DYN)}
+        if dynamics:  # the probe's convergence rule, as automl.report flattens it
+            record["dynamics"] = dynamics
         if self._policy.capacitance != "off":  # βeff per epoch of every trial feeds the population model
             hist.records.append({"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")})  # type: ignore[attr-defined]
             current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**record, **hist.records[-1]}])
@@ -170,8 +177,9 @@ class SignalScheduler(FIFOScheduler):
             self._trials[trial.trial_id] = hist._replace(state="FAIL", final=None)
 
     def debug_string(self) -> str:
-        stopped = sum(1 for v in self._verdicts.values() if v.action == "prune")
-        return f"SignalScheduler: {len(self._trials)} trials seen, {stopped} stopped for a reason."
+        pruned = sum(1 for v in self._verdicts.values() if v.action == "prune")
+        converged = sum(1 for v in self._verdicts.values() if v.action == "converged")
+        return f"SignalScheduler: {len(self._trials)} trials seen, {pruned} pruned and {converged} stopped as converged."
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
