@@ -8,8 +8,9 @@ interruption is repaired (the complete rows are kept) before recording goes on.
 
 Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc``, ``val_acc``,
 ``test_acc`` and the signals the probe records, per epoch: ``layer_rms``, ``grad_norm``,
-``zero_grad_frac``, ``weight_norm``, ``weight_std`` (one list per layer each) and ``layers``; and,
-with ``every_k_steps``, ``act_steps``/``act_rms`` (per-layer activation RMS every k steps).
+``zero_grad_frac``, ``weight_norm``, ``weight_std`` (one list per layer each), ``layers`` and
+``steps_per_epoch``; and ``act_steps``/``act_rms`` (per-layer activation RMS every k steps, k from
+:func:`auto_every_k_steps` unless given).
 With ``ncp="shadow"`` or ``"head"`` it adds ``ncp`` (the mode), ``beta_eff`` and
 ``beta_eff_downstream`` per epoch, ``act_beta_eff`` every k steps, and for a shadow NCP its
 training accuracy ``ncp_train_acc``. A head-mode bank's task is named ``<dataset>_<space>_ncphead``:
@@ -70,6 +71,7 @@ def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epoc
         "weight_std": per_layer("weight_std"),
         "wall_time": [_g6(r.wall_time) for r in recs],
         "every_k_steps": k,
+        "steps_per_epoch": recs[0].step if recs else 0,
         "act_steps": [s for r in recs if r.activations for s in r.activations.steps],
         "act_rms": [[_g6(v) for v in row] for r in recs if r.activations for row in r.activations.rms],
         "seed": seed,

@@ -12,8 +12,13 @@ is fed epoch by epoch:
 
 Per task and seed: **cost** = epochs consumed; **regret** = best outcome among the drawn runs
 minus the outcome of the best run the pruner let finish (in the metric's units, >= 0);
-**norm_regret** = regret / (best - median outcome); **kept_best** = the best run was never stopped.
+**norm_regret** = regret / (best - median outcome); **kept_best** = the best run was never pruned.
 A run's outcome is its metric's last value; a run that ended non-finite is the worst outcome.
+
+With ``Policy(convergence="dynamics")`` and banks that carry the activation trace (``act_rms``,
+``act_steps``), ``signal`` and ``signal-ray`` also stop converged runs: each run's convergence
+rule is replayed epoch by epoch as a probe would apply it (:func:`run_dynamics`), and a run stopped
+as converged finishes with the value it reached then (its outcome for the regret).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from automl.bank import Run
 from automl.decision import Policy
 from automl.reporting import RECORD_PREFIX
 
-__all__ = ["PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
+__all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
 
 OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal")
 RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray")
@@ -49,6 +54,7 @@ class ReplayResult:
     norm_regret: Optional[float]
     kept_best: bool
     n_pruned: int
+    n_converged: int = 0
 
 
 def draw_order(task: str, n_runs: int, seed: int, trials: int) -> np.ndarray:
@@ -63,7 +69,40 @@ def _signed_outcomes(runs: Sequence[Run], sign: float) -> np.ndarray:
     return out
 
 
-# -- feeding runs to each kind of pruner: returns the epochs each run consumed ---------------------
+def steps_per_epoch(run: Run) -> Optional[int]:
+    """Optimizer steps per epoch of a recorded run: stored by ``automl bench record``, or inferred
+    from the trace (logged every k steps from step k) and the budget; ``None`` if undetermined."""
+    sig = run.signals
+    if sig.get("steps_per_epoch"):
+        return int(sig["steps_per_epoch"])
+    steps, k = sig.get("act_steps") or [], int(sig.get("every_k_steps") or 0)
+    if not steps or k < 1:
+        return None
+    last, epochs = int(steps[-1]), run.budget
+    fits = [spe for spe in range(max(1, last // epochs), last // epochs + 2) if 0 <= spe * epochs - last < k]
+    return fits[0] if len(fits) == 1 else None
+
+
+def run_dynamics(run: Run, rule: Optional[dict] = None) -> Optional[int]:
+    """The epoch at whose end a probe applying the convergence rule to ``run``'s activation trace
+    would first report it converged (``None``: never, or the bank has no trace)."""
+    from automl.signals.dynamics import converged_epoch
+
+    rms, steps, spe = run.signals.get("act_rms"), run.signals.get("act_steps"), steps_per_epoch(run)
+    if not rms or not steps or spe is None:
+        return None
+    x = np.array([[math.nan if v is None else v for v in row] for row in rms], dtype=float).T
+    epoch, _ = converged_epoch(x, steps, spe, **(rule or {}))
+    return epoch
+
+
+def _dyn_record(epoch: int, converged: Optional[int]) -> dict:
+    """The record a probe would report at ``epoch`` (only what the convergence check reads)."""
+    return {"epoch": epoch, "dynamics": {"converged_step": epoch} if converged is not None and epoch >= converged else {}}
+
+
+# -- feeding runs to each kind of pruner: returns the epochs each run consumed, and which runs ------
+# -- stopped as converged (those finish with the value they reached) -------------------------------
 def _optuna_pruner(name: str, budget: int, policy: Optional[Policy] = None) -> Any:
     import optuna
 
@@ -88,9 +127,12 @@ def _quiet(cls: Any, *args: Any, **kwargs: Any) -> Any:
         return cls(*args, **kwargs)
 
 
-def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
+def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
+                 conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     import optuna
     from optuna.trial import TrialState
+
+    from automl.decision import TrialHistory, converged_verdict
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # A fixed study name: Hyperband assigns brackets from a hash of the study name and trial number.
@@ -100,30 +142,45 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([runs[0].metric])  # names the metric in prune reasons
-    consumed = []
+    consumed, converged = [], []
     # The capacitance model reads βeff from the trials' records, as automl.report stores them.
     feed_beta = policy is not None and policy.capacitance != "off" and name == "signal"
-    for run in runs:
+    # The training loop asks the probe (Probe.should_stop) after the pruner, as the examples do.
+    feed_dyn = policy is not None and policy.convergence != "off" and name == "signal" and conv is not None
+    for i, run in enumerate(runs):
         trial = study.ask()
         used = 0
-        stopped = False
+        stopped = done = False
         beta = run.signals.get("beta_eff") if feed_beta else None
         for epoch, value in enumerate(run.values, 1):
+            record: dict = {"epoch": epoch}
             if beta is not None and epoch <= len(beta):
-                trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", {"epoch": epoch, "beta_eff": beta[epoch - 1]})
+                record["beta_eff"] = beta[epoch - 1]
+            if feed_dyn:
+                record.update(_dyn_record(epoch, conv[i]))  # type: ignore[index]
+            if len(record) > 1:
+                trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", record)
             trial.report(value, epoch)
             used = epoch
             if epoch < run.budget and trial.should_prune():
                 stopped = True
                 break
+            if feed_dyn and epoch < run.budget:
+                history = TrialHistory(trial.number, dict(enumerate(run.values[:epoch], 1)), records=[record])
+                if converged_verdict(history, direction, policy) is not None:  # type: ignore[arg-type]
+                    done = True
+                    break
         if stopped:
             study.tell(trial, state=TrialState.PRUNED)
-        elif math.isfinite(run.outcome):
+        elif done and math.isfinite(run.values[used - 1]):
+            study.tell(trial, run.values[used - 1])
+        elif not done and math.isfinite(run.outcome):
             study.tell(trial, run.outcome)
         else:
             study.tell(trial, state=TrialState.FAIL)
-        consumed.append(used if stopped else run.budget)
-    return consumed
+        consumed.append(used if stopped or done else run.budget)
+        converged.append(done)
+    return consumed, converged
 
 
 class _SequentialController:
@@ -148,14 +205,16 @@ def _ray_scheduler(name: str, metric: str, mode: str, budget: int, policy: Optio
     return s
 
 
-def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
+def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
+             conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     metric = runs[0].metric if runs else "value"
     scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget, policy)
     controller = _SequentialController()
-    consumed = []
+    feed_dyn = policy is not None and policy.convergence != "off" and name == "signal-ray" and conv is not None
+    consumed, converged = [], []
     for i, run in enumerate(runs):
         trial = Trial("__replay", trial_id=f"r{i:05d}", stub=True)
         scheduler.on_trial_add(controller, trial)
@@ -163,28 +222,34 @@ def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, polic
         stopped = False
         for epoch, value in enumerate(run.values, 1):
             result = {metric: value, "training_iteration": epoch}
+            if feed_dyn and conv[i] is not None and epoch >= conv[i]:  # type: ignore[index, operator]
+                result["dynamics_converged_step"] = epoch  # as automl.report flattens the record
             used = epoch
             decision = scheduler.on_trial_result(controller, trial, result)
             if decision == TrialScheduler.STOP and epoch < run.budget:
                 stopped = True
                 break
         scheduler.on_trial_complete(controller, trial, result)
+        verdict = getattr(scheduler, "verdicts", {}).get(trial.trial_id) if stopped else None
         consumed.append(used if stopped else run.budget)
-    return consumed
+        converged.append(verdict is not None and verdict.action == "converged")
+    return consumed, converged
 
 
-def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None) -> list[int]:
+def _feed_bound(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
+                conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     sign = 1.0 if direction == "minimize" else -1.0
+    none = [False] * len(runs)
     if name == "oracle":
         outcomes = _signed_outcomes(runs, sign)
         best = int(np.argmin(outcomes))
-        return [run.budget if i == best else 1 for i, run in enumerate(runs)]
+        return [run.budget if i == best else 1 for i, run in enumerate(runs)], none
     # topk1: every run one epoch, then the best 10% (at least one) by epoch-1 value to the end.
     first = np.array([sign * r.values[0] for r in runs], dtype=float)
     first[~np.isfinite(first)] = np.inf
     k = max(1, int(math.ceil(0.1 * len(runs))))
     keep = set(np.argsort(first, kind="stable")[:k].tolist())
-    return [run.budget if i in keep else 1 for i, run in enumerate(runs)]
+    return [run.budget if i in keep else 1 for i, run in enumerate(runs)], none
 
 
 def _feeder(name: str) -> Callable[..., list[int]]:
@@ -197,9 +262,12 @@ def _feeder(name: str) -> Callable[..., list[int]]:
     raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(PRUNERS)}.")
 
 
-def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, policy: Optional[Policy] = None) -> ReplayResult:
+def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, policy: Optional[Policy] = None,
+                converged_epochs: Optional[Sequence[Optional[int]]] = None) -> ReplayResult:
     """Replay one task's runs (already grouped) through one pruner for one seed; ``policy``
-    replaces ``Policy()`` for ``signal`` and ``signal-ray``."""
+    replaces ``Policy()`` for ``signal`` and ``signal-ray``. ``converged_epochs`` (one per run,
+    from :func:`run_dynamics`) is computed here when the policy stops converged runs and it is
+    not given."""
     if not runs:
         raise ValueError("a task needs at least one run to replay.")
     feed = _feeder(pruner)
@@ -208,13 +276,21 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, pol
     drawn = [runs[i] for i in order]
     direction = drawn[0].direction
     budget = max(r.budget for r in drawn)
-    consumed = feed(pruner, drawn, direction, budget, policy)
+    conv = None
+    if policy is not None and policy.convergence != "off" and pruner in ("signal", "signal-ray"):
+        if converged_epochs is None:
+            converged_epochs = [run_dynamics(r) for r in runs]
+        conv = [converged_epochs[i] for i in order]
+    consumed, converged = feed(pruner, drawn, direction, budget, policy, conv)
     sign = 1.0 if direction == "minimize" else -1.0
     outcomes = _signed_outcomes(drawn, sign)
-    finished = np.array([c >= r.budget for c, r in zip(consumed, drawn)])
+    # What each run finished with: its last value, or the value reached when stopped as converged.
+    reached = np.array([sign * r.values[c - 1] if done else o for r, c, done, o in zip(drawn, consumed, converged, outcomes)])
+    reached[~np.isfinite(reached)] = np.inf
+    finished = np.array([c >= r.budget or done for c, r, done in zip(consumed, drawn, converged)])
     best_i = int(np.argmin(outcomes))
     best = outcomes[best_i]
-    finished_outcomes = outcomes[finished]
+    finished_outcomes = reached[finished]
     best_kept = float(finished_outcomes.min()) if finished_outcomes.size else math.inf
     regret = best_kept - best if math.isfinite(best_kept) and math.isfinite(best) else None
     finite = outcomes[np.isfinite(outcomes)]
@@ -227,12 +303,17 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, pol
         norm_regret=None if norm is None else float(norm),
         kept_best=bool(finished[best_i]),
         n_pruned=int((~finished).sum()),
+        n_converged=int(sum(converged)),
     )
 
 
 def _replay_cell(args: tuple) -> tuple[str, str, list[dict]]:
     task, runs, pruner, seeds, trials, policy = args
-    return task, pruner, [asdict(replay_task(runs, pruner, seed=s, trials=trials, policy=policy)) for s in seeds]
+    conv = None
+    if policy is not None and policy.convergence != "off" and pruner in ("signal", "signal-ray"):
+        conv = [run_dynamics(r) for r in runs]  # once per task, not once per seed
+    return task, pruner, [asdict(replay_task(runs, pruner, seed=s, trials=trials, policy=policy, converged_epochs=conv))
+                          for s in seeds]
 
 
 def replay(

@@ -81,7 +81,7 @@ def test_document_shape_and_summary():
     assert set(doc["tasks"]) == {"a", "b"}
     rows = doc["tasks"]["a"]["median"]
     assert [r["seed"] for r in rows] == [0, 1]
-    assert set(rows[0]) == {"seed", "cost_epochs", "regret", "norm_regret", "kept_best", "n_pruned"}
+    assert set(rows[0]) == {"seed", "cost_epochs", "regret", "norm_regret", "kept_best", "n_pruned", "n_converged"}
     assert doc["summary"]["none"]["median_cost_ratio_vs_none"] == 1.0
     assert doc["summary"]["oracle"]["kept_best_rate"] == 1.0
     json.dumps(doc, allow_nan=False)
