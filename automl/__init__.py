@@ -2,7 +2,8 @@
 
 Public names: ``Probe`` and ``EpochRecord`` (record a training loop), ``report`` (send a record to
 Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`` and ``Verdict``
-(the one decision core), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data).
+(the one decision core; ``converged_verdict`` is its "will not gain" check, also asked by
+``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data).
 torch is imported only when a torch-facing name is first used.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from automl.decision import Policy, Population, TrialHistory, Verdict, decide
+from automl.decision import Policy, Population, TrialHistory, Verdict, converged_verdict, decide
 from automl.records import EpochRecord, LayerStats
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "LayerStats",
     "report",
     "decide",
+    "converged_verdict",
     "TrialHistory",
     "Population",
     "Policy",

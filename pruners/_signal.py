@@ -30,6 +30,11 @@ class SignalPruner(BasePruner):
     A pruned trial gets user attributes ``prune_reason`` (one readable sentence),
     ``prune_epoch``, ``prune_source``, ``prune_evidence`` (the numbers) and ``predicted_final``.
 
+    Only "will lose" prunes. A trial that "will not gain" (``Policy(convergence="dynamics")``) is
+    never pruned for it: Optuna would mark it PRUNED, while it should finish COMPLETE with the value
+    it reached. Its training loop asks ``probe.should_stop(trial)`` after ``trial.should_prune()``
+    and returns normally when it says so (the reason goes into ``stop_reason``).
+
     Args:
         policy: thresholds of the decision (``automl.Policy``); defaults apply when omitted.
         fallback: rule while evidence is thin: ``"median"`` (the core's median rule, identical

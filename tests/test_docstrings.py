@@ -11,6 +11,7 @@ MODULES = [
     "automl.records",
     "automl.decision",
     "automl.signals.curve",
+    "automl.signals.dynamics",
     "automl.probe",
     "automl.data",
     "automl.trainer",

@@ -10,7 +10,7 @@ from automl.signals.curve import (
     median_at_step,
     rank_correlation,
 )
-from automl.signals.dynamics import dfa_alpha, metastability, order_parameter
+from automl.signals.dynamics import convergence, dfa_alpha, metastability, order_parameter, stability_series
 
 __all__ = [
     "beta_eff",
@@ -18,6 +18,8 @@ __all__ = [
     "dfa_alpha",
     "order_parameter",
     "metastability",
+    "stability_series",
+    "convergence",
     "CurveForecast",
     "forecast_final",
     "median_at_step",
