@@ -156,21 +156,12 @@ def _guarded(acc: np.ndarray, start: int | None, policy) -> int | None:
     return None
 
 
-def _surrogate(x: np.ndarray, seed: int) -> np.ndarray:
-    """The trace with each layer's differences circularly shifted by its own random offset."""
-    d = np.diff(x, axis=1)
-    rng = np.random.default_rng(seed)
-    shifts = rng.integers(0, d.shape[1], size=d.shape[0])
-    shifted = d[np.arange(d.shape[0])[:, None], (np.arange(d.shape[1])[None, :] + shifts[:, None]) % d.shape[1]]
-    return np.concatenate([x[:, :1], x[:, :1] + np.cumsum(shifted, axis=1)], axis=1)
-
-
 def analyse_run(run) -> dict:
     import zlib
 
     from automl.decision import Policy
     from automl.replay import steps_per_epoch
-    from automl.signals.dynamics import converged_epoch
+    from automl.signals.dynamics import converged_epoch, shifted_surrogate
 
     policy = Policy(convergence="dynamics")
     acc = np.asarray(run.curves["val_acc"], dtype=float)
@@ -178,7 +169,8 @@ def analyse_run(run) -> dict:
     x = np.asarray(run.signals["act_rms"], dtype=float).T
     steps, spe = run.signals["act_steps"], steps_per_epoch(run)
     rule, _ = converged_epoch(x, steps, spe)
-    null_rule, _ = converged_epoch(_surrogate(x, zlib.crc32(f"{run.task}/{run.run_id}".encode())), steps, spe, n_null=0)
+    null_x = shifted_surrogate(x, np.random.default_rng(zlib.crc32(f"{run.task}/{run.run_id}".encode())))
+    null_rule, _ = converged_epoch(null_x, steps, spe, n_null=0)
     stops = {
         "rule": rule,
         "converged": _guarded(acc, rule, policy),

@@ -46,6 +46,7 @@ __all__ = [
     "Convergence",
     "convergence",
     "converged_epoch",
+    "shifted_surrogate",
 ]
 
 MIN_DFA_POINTS = 16  # below: no exponent
@@ -325,6 +326,16 @@ class Convergence(NamedTuple):
         return self.index is not None
 
 
+def shifted_surrogate(x, rng: np.random.Generator) -> np.ndarray:
+    """The null of :func:`convergence`: each layer's first differences shifted circularly by its
+    own random offset, integrated back from the same first value (same length, same increments)."""
+    X, _ = _rows(x)
+    d = np.diff(X, axis=1)
+    L, n = d.shape
+    shifted = d[np.arange(L)[:, None], (np.arange(n)[None, :] + rng.integers(0, max(n, 1), size=L)[:, None]) % max(n, 1)]
+    return np.concatenate([X[:, :1], X[:, :1] + np.cumsum(shifted, axis=1)], axis=1)
+
+
 def _fired(series: StabilitySeries, fraction: float, hold: int) -> int | None:
     q = converged_at(series.volatility, fraction=fraction, hold=hold)
     return None if q is None else int(series.end[q])
@@ -376,15 +387,10 @@ def convergence(
         return Convergence(fired, fired, math.nan, math.nan, series)
     # The null: shift the differences of each layer (the series the index reads), then integrate
     # back, so that a surrogate is a trace of the same length with the same per-layer increments.
-    d = np.diff(X, axis=1)
-    L, n = d.shape
     rng = np.random.default_rng(seed)
-    rows, cols = np.arange(L)[:, None], np.arange(n)[None, :]
     null_fired = np.empty(int(n_null))
     for j in range(int(n_null)):
-        shifted = d[rows, (cols + rng.integers(0, n, size=L)[:, None]) % n]
-        surrogate = np.concatenate([X[:, :1], X[:, :1] + np.cumsum(shifted, axis=1)], axis=1)
-        f = _fired(stability_series(surrogate, window=window, vol_window=vol_window), fraction, hold)
+        f = _fired(stability_series(shifted_surrogate(X, rng), window=window, vol_window=vol_window), fraction, hold)
         null_fired[j] = math.inf if f is None else f
     share = float(np.mean(null_fired <= fired))
     index = fired if share < null_share else None
