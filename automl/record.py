@@ -32,7 +32,7 @@ import numpy as np
 
 from automl.bank import BankError, Run, iter_bank, write_bank
 
-__all__ = ["record_bank", "run_row", "auto_every_k_steps"]
+__all__ = ["record_bank", "run_row", "records_row", "auto_every_k_steps"]
 
 CURVES = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
 
@@ -59,7 +59,14 @@ def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epoc
 
     k = every_k_steps or auto_every_k_steps(len(data.x_train), int(config.get("batch_size", 64)), epochs)
     result = train(space, config, data, epochs=epochs, seed=seed, every_k_steps=k, ncp=ncp)
-    recs = result.records
+    return records_row(result.records, task=task, run_id=run_id, config=config, metric=metric, direction=direction,
+                       seed=seed, every_k_steps=k, ncp=ncp)
+
+
+def records_row(recs: list, *, task: str, run_id: str, config: dict, metric: str, direction: str, seed: int,
+                every_k_steps: Optional[int] = None, ncp: Optional[str] = None) -> Run:
+    """The bank row of a finished run's ``EpochRecord`` list (curves and the probe's signals)."""
+    k = every_k_steps
     curves = {name: [r.metric(name) for r in recs] for name in CURVES}
     per_layer = lambda attr: [[_g6(getattr(l, attr)) for l in r.layers] for r in recs]  # noqa: E731
     signals: dict[str, Any] = {

@@ -10,6 +10,9 @@ from automl.signals.curve import (
     median_at_step,
     rank_correlation,
 )
+from automl.signals.failure import LABELS as FAILURE_LABELS
+from automl.signals.failure import features as failure_features
+from automl.signals.failure import rule_labels
 from automl.signals.dynamics import convergence, dfa_alpha, metastability, order_parameter, stability_series
 
 __all__ = [
@@ -20,6 +23,9 @@ __all__ = [
     "metastability",
     "stability_series",
     "convergence",
+    "FAILURE_LABELS",
+    "failure_features",
+    "rule_labels",
     "CurveForecast",
     "forecast_final",
     "median_at_step",
