@@ -3,7 +3,8 @@
 Public names: ``Probe`` and ``EpochRecord`` (record a training loop), ``report`` (send a record to
 Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`` and ``Verdict``
 (the one decision core; ``converged_verdict`` is its "will not gain" check, also asked by
-``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data).
+``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data); ``diagnose`` (the
+failure meta-classifier: labels with probabilities and reasons).
 torch is imported only when a torch-facing name is first used.
 """
 
@@ -34,6 +35,8 @@ __all__ = [
     "load_dataset",
     "from_tensors",
     "Dataset",
+    "diagnose",
+    "Diagnosis",
 ]
 
 _LAZY = {
@@ -45,6 +48,8 @@ _LAZY = {
     "load_dataset": "automl.data",
     "from_tensors": "automl.data",
     "Dataset": "automl.data",
+    "diagnose": "automl.diagnosis",
+    "Diagnosis": "automl.diagnosis",
 }
 
 

@@ -129,6 +129,46 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
     _print_study(study, as_json=as_json, storage=storage)
 
 
+@cli.command()
+@click.argument("curves_file", metavar="CURVES.json", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--k", "k", type=click.IntRange(min=2), default=None,
+              help="Read only the first K epochs (default: all, at most the model's 8).")
+@click.option("--n-classes", type=click.IntRange(min=2), default=None, help="Classes of the task (the rules' chance level; default 10).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...]} as JSON.')
+def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_json: bool) -> None:
+    """Label a run's failure from its curves: CURVES.json holds per-epoch lists train_loss, val_loss,
+    train_acc, val_acc, and optionally test_acc, grad_norm_first, grad_norm_last, zero_grad_frac."""
+    from automl.diagnosis import diagnose as _diagnose
+
+    try:
+        text = sys.stdin.read() if curves_file == "-" else open(curves_file, encoding="utf-8").read()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read CURVES.json {curves_file!r}: {exc.strerror or exc}") from None
+    try:
+        curves = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"{curves_file!r} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    try:
+        result = _diagnose(curves, k=k, n_classes=n_classes)
+    except ValueError as exc:
+        raise click.UsageError(f"{curves_file}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(result.public()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"diagnosis of the first {result.epochs} epochs (healthy p={result.healthy:.2f})")
+    table.add_column("label")
+    table.add_column("p", justify="right")
+    for lab, p in sorted(result.labels.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"[bold]{lab}[/bold]" if p >= result.threshold else lab, f"{p:.3f}")
+    console = Console()
+    console.print(table)
+    for reason in result.reasons:
+        console.print(f"- {reason}", highlight=False)
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: replay recorded curves through pruners."""

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from automl.signals.curve import forecast_final, median_at_step, rank_correlation
 
@@ -44,7 +44,7 @@ __all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide", "converg
 
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
-Source = Literal["no_data", "budget", "divergence", "incumbent", "capacitance", "curve", "fallback", "thin", "dynamics"]
+Source = Literal["no_data", "budget", "divergence", "incumbent", "capacitance", "curve", "fallback", "thin", "dynamics", "failure"]
 
 _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
@@ -124,6 +124,13 @@ class Policy(BaseModel):
             no better than the best before them (by more than ``convergence_tol``).
         convergence_tol: improvement still counted as none, as a fraction of the improvement
             since epoch 1.
+        failure: ``"off"``, or ``"model"``: prune a trial (never the incumbent) that the shipped
+            failure meta-classifier (:func:`automl.diagnosis.diagnose`, on the trial's records)
+            gives one of ``failure_labels`` with probability >= ``failure_threshold``.
+        failure_labels: the labels that prune. "Will never be good" labels by default; ``shift``
+            says the test data differ (every trial shares it), ``overfit`` and ``oscillation`` may
+            still end best by the validation metric, ``plateau`` at a high level is convergence.
+        failure_min_epochs: epochs read before the classifier may prune (it was validated at 3, 5, 8).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -148,6 +155,20 @@ class Policy(BaseModel):
     convergence: Literal["off", "dynamics"] = "off"
     convergence_patience: int = Field(3, ge=1)
     convergence_tol: float = Field(0.0, ge=0.0, lt=1.0)
+    failure: Literal["off", "model"] = "off"
+    failure_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    failure_labels: tuple[str, ...] = ("nonfinite", "exploding_gradient", "vanishing_gradient", "dying_relu", "underfit")
+    failure_min_epochs: int = Field(3, ge=2)
+
+    @field_validator("failure_labels")
+    @classmethod
+    def _known_labels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from automl.signals.failure import LABELS
+
+        bad = [x for x in v if x not in LABELS]
+        if bad:
+            raise ValueError(f"unknown failure label(s) {bad}; expected some of {list(LABELS)}.")
+        return tuple(v)
 
 
 class Verdict(BaseModel):
@@ -312,6 +333,12 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             source="incumbent",
         )
 
+    # 3b. Failure labels: the meta-classifier on this trial's own records.
+    if policy.failure == "model" and step >= policy.failure_min_epochs and trial_history.records:
+        verdict = _failure(trial_history, policy, step)
+        if verdict is not None:
+            return verdict
+
     # 4. Capacitance: a population model on βeff, where it is informative.
     if policy.capacitance == "auto" and step >= policy.capacitance_min_epochs:
         verdict = _capacitance(trial_history, population, policy, step, sign, best_final, best_final_number)
@@ -442,6 +469,27 @@ def converged_verdict(trial_history: TrialHistory, direction: Direction, policy:
     reason = (f"converged at epoch {step}: the layer dynamics settled at step {dyn['converged_step']} ({calm}{null}) "
               f"and {metric} has not improved for {m} epochs (best {_fmt(sign * min(ordered))})")
     return Verdict(action="converged", reason=reason, evidence=evidence, predicted_final=values[step], source="dynamics")
+
+
+def _failure(trial: TrialHistory, policy: Policy, step: int) -> Optional[Verdict]:
+    """Prune on a failure label the classifier is sure of, with the label, p and its evidence."""
+    from automl.diagnosis import diagnose
+
+    try:
+        diag = diagnose(trial.records)
+    except ValueError:  # records without the four curves: the classifier has nothing to read
+        return None
+    hits = [lab for lab in diag.present if lab in policy.failure_labels and diag.labels[lab] >= policy.failure_threshold]
+    if not hits:
+        return None
+    lab = hits[0]
+    why = next((r for r in diag.reasons if r.startswith(f"{lab} ")), lab)
+    return Verdict(
+        action="prune",
+        reason=f"failure at epoch {step}: {why}",
+        evidence={"epoch": step, "label": lab, "p": diag.labels[lab], "labels": diag.labels, "healthy": diag.healthy},
+        source="failure",
+    )
 
 
 def _beta_by_epoch(records: Sequence[Mapping[str, Any]]) -> dict[int, float]:

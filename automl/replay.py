@@ -103,6 +103,23 @@ def _dyn_record(epoch: int, converged: Optional[int]) -> dict:
 
 # -- feeding runs to each kind of pruner: returns the epochs each run consumed, and which runs ------
 # -- stopped as converged (those finish with the value they reached) -------------------------------
+def _bank_record(run: Run, epoch: int) -> dict:
+    """The ``EpochRecord.compact()`` dict a probe would have stored at ``epoch``: the curves, and
+    per-layer gradient and weight statistics where the bank has them (for the failure classifier)."""
+    i = epoch - 1
+    rec: dict[str, Any] = {}
+    for key in ("train_loss", "val_loss", "train_acc", "val_acc", "test_loss", "test_acc"):
+        c = run.curves.get(key)
+        if c is not None and i < len(c):
+            rec[key] = c[i] if math.isfinite(c[i]) else None
+    sig = run.signals
+    if sig.get("grad_norm") and i < len(sig["grad_norm"]):
+        cols = [sig.get(k, [])[i] if i < len(sig.get(k, [])) else None for k in ("grad_norm", "zero_grad_frac", "weight_norm")]
+        rec["layers"] = [{"name": str(j), "grad_norm": g, "zero_grad_frac": z, "weight_norm": w}
+                         for j, (g, z, w) in enumerate(zip(*[c or [None] * len(cols[0]) for c in cols]))]
+    return rec
+
+
 def _optuna_pruner(name: str, budget: int, policy: Optional[Policy] = None) -> Any:
     import optuna
 
@@ -147,6 +164,8 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
     feed_beta = policy is not None and policy.capacitance != "off" and name == "signal"
     # The training loop asks the probe (Probe.should_stop) after the pruner, as the examples do.
     feed_dyn = policy is not None and policy.convergence != "off" and name == "signal" and conv is not None
+    # The failure classifier reads the trial's curves and gradient statistics from its records.
+    feed_fail = policy is not None and policy.failure != "off" and name == "signal"
     for i, run in enumerate(runs):
         trial = study.ask()
         used = 0
@@ -158,6 +177,8 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
                 record["beta_eff"] = beta[epoch - 1]
             if feed_dyn:
                 record.update(_dyn_record(epoch, conv[i]))  # type: ignore[index]
+            if feed_fail:
+                record.update(_bank_record(run, epoch))
             if len(record) > 1:
                 trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", record)
             trial.report(value, epoch)

@@ -112,7 +112,8 @@ class SignalPruner(BasePruner):
             budget -= 1  # steps counted from 0: the last epoch is max_epochs - 1
         population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
         records = records_from_user_attrs(trial.user_attrs)
-        current = TrialHistory(trial.number, trial.intermediate_values, records=records if with_records else records[-1:])
+        own_history = with_records or self._policy.failure != "off"  # the failure classifier reads the whole prefix
+        current = TrialHistory(trial.number, trial.intermediate_values, records=records if own_history else records[-1:])
         return decide(current, population, self._policy)
 
     # -- BasePruner ------------------------------------------------------------------------

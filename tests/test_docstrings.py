@@ -12,6 +12,8 @@ MODULES = [
     "automl.decision",
     "automl.signals.curve",
     "automl.signals.dynamics",
+    "automl.signals.failure",
+    "automl.diagnosis",
     "automl.probe",
     "automl.data",
     "automl.trainer",

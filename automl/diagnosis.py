@@ -1,0 +1,298 @@
+"""Failure diagnosis of a training run: ``automl.diagnose(records_or_curves) -> Diagnosis``.
+
+The shipped meta-classifier (``automl/models/diagnosis.json``: XGBoost trees in their JSON format,
+Platt calibration, the feature schema and version; no pickle) reads the first k epochs of a run
+(its curves, and gradient statistics where recorded) and gives each failure label of
+:data:`automl.signals.failure.LABELS` a calibrated probability. It was trained on real runs with
+injected causes (``benchmarks/failure_corpus.py``); ``python benchmarks/failure_study.py ship``
+retrains it, ``benchmarks/results/diagnosis.md`` says how well it does.
+
+Example:
+    >>> d = diagnose({"train_loss": [2.30, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30, 2.30, 2.30, 2.30, 2.30],
+    ...               "train_acc": [0.10, 0.11, 0.10, 0.10, 0.11], "val_acc": [0.10, 0.10, 0.10, 0.10, 0.10]})
+    >>> d.healthy < 0.5, max(d.labels, key=d.labels.get) in ("underfit", "plateau")
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, features, rule_labels
+
+MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json"
+__all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "validate_curves", "run_from_bank",
+           "run_from_records", "MODEL_PATH"]
+
+
+class Diagnosis(BaseModel):
+    """What the meta-classifier says about a run.
+
+    Attributes:
+        labels: calibrated probability of every failure label (all of ``LABELS``).
+        healthy: probability that the run has none of them.
+        reasons: one readable sentence per label at or above ``threshold``, with the numbers
+            behind it; for a healthy run, the label that came closest.
+        epochs: how many epochs the model read (the first ``epochs`` of the run).
+        threshold: the probability at which a label counts as present.
+    """
+
+    labels: dict[str, float]
+    healthy: float
+    reasons: list[str] = Field(default_factory=list)
+    epochs: int = 0
+    threshold: float = 0.5
+
+    @property
+    def present(self) -> list[str]:
+        """Labels at or above the threshold, most probable first."""
+        return sorted((k for k, p in self.labels.items() if p >= self.threshold), key=lambda k: -self.labels[k])
+
+    def public(self) -> dict[str, Any]:
+        """The JSON object of ``automl diagnose --json``: labels, healthy, reasons."""
+        return {"labels": self.labels, "healthy": self.healthy, "reasons": self.reasons}
+
+
+class DiagnosisModel:
+    """The shipped classifier: one calibrated XGBoost head per label plus one for "any failure"."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        if doc.get("format") != "automl-diagnosis" or doc.get("version") != 1:
+            raise ValueError(f"not a version-1 automl-diagnosis model (format={doc.get('format')!r}, version={doc.get('version')!r}).")
+        if list(doc["features"]) != list(FEATURES):
+            raise ValueError("the model's feature schema differs from this package's features(): retrain it with "
+                             "`python benchmarks/failure_study.py ship`.")
+        import xgboost as xgb
+
+        self.doc = doc
+        self.threshold = float(doc.get("threshold", 0.5))
+        self.k_range = tuple(doc["k_range"])
+        self.heads: dict[str, tuple[Optional[Any], float, float]] = {}
+        for target, head in doc["heads"].items():
+            booster = None
+            if head["booster"] is not None:
+                booster = xgb.Booster()
+                booster.load_model(bytearray(json.dumps(head["booster"]), "utf-8"))
+            a, b = head["platt"]
+            self.heads[target] = (booster, float(a), float(b))
+
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per target (``LABELS`` and ``"any"``) for rows of features."""
+        import xgboost as xgb
+
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        dm = xgb.DMatrix(X, missing=np.nan)
+        out = {}
+        for target, (booster, a, b) in self.heads.items():
+            z = np.full(len(X), b)
+            if booster is not None:
+                p = np.clip(booster.predict(dm), 1e-6, 1 - 1e-6)
+                z = z + a * np.log(p / (1 - p))
+            out[target] = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str) -> DiagnosisModel:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no diagnosis model at {path}; build it with `python benchmarks/failure_study.py ship`.")
+    return DiagnosisModel(json.loads(p.read_text()))
+
+
+def load_model(path: Optional[str | Path] = None) -> DiagnosisModel:
+    """The shipped model (cached), or the one at ``path``."""
+    return _load(str(path or MODEL_PATH))
+
+
+
+
+
+def _total_norm(norms: Sequence[Optional[float]]) -> float:
+    vals = [math.nan if v is None else float(v) for v in norms]
+    return math.sqrt(sum(v * v for v in vals)) if vals else math.nan
+
+
+def _mean(vals: Sequence[Optional[float]]) -> float:
+    finite = [float(v) for v in vals if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def run_from_bank(row: Any) -> dict[str, Any]:
+    """The diagnosis input of a curve-bank row (``automl.bank.Run``) recorded by the probe."""
+    sig = row.signals
+    grads = sig.get("grad_norm")
+    run: dict[str, Any] = {key: list(row.curves[key]) for key in CURVE_KEYS}
+    if "test_acc" in row.curves:
+        run["test_acc"] = list(row.curves["test_acc"])
+    if grads:
+        run["grad_norm_first"] = [g[0] if g else math.nan for g in grads]
+        run["grad_norm_last"] = [g[-1] if g else math.nan for g in grads]
+        run["n_layers"] = len(grads[0])
+    if sig.get("zero_grad_frac"):
+        run["zero_grad_frac"] = [_mean(z) for z in sig["zero_grad_frac"]]
+    if sig.get("weight_norm"):
+        run["weight_norm"] = [_total_norm(w) for w in sig["weight_norm"]]
+    if sig.get("n_classes"):
+        run["n_classes"] = int(sig["n_classes"])
+    return run
+
+
+def run_from_records(records: Sequence[Any], n_classes: Optional[int] = None) -> dict[str, Any]:
+    """The diagnosis input of a trial's ``EpochRecord`` list (objects or ``compact()`` dicts)."""
+    recs = [r if isinstance(r, Mapping) else r.compact() for r in records]
+    get = lambda r, key: (math.nan if r.get(key) is None else float(r[key])) if key in r else math.nan  # noqa: E731
+    run: dict[str, Any] = {key: [get(r, key) for r in recs] for key in CURVE_KEYS}
+    if any("test_acc" in r for r in recs):
+        run["test_acc"] = [get(r, "test_acc") for r in recs]
+    layers = [r.get("layers") or [] for r in recs]
+    if all(layers):
+        norm = lambda l: math.nan if l.get("grad_norm") is None else float(l["grad_norm"])  # noqa: E731
+        run["grad_norm_first"] = [norm(ls[0]) for ls in layers]
+        run["grad_norm_last"] = [norm(ls[-1]) for ls in layers]
+        run["zero_grad_frac"] = [_mean([l.get("zero_grad_frac") for l in ls]) for ls in layers]
+        run["weight_norm"] = [_total_norm([l.get("weight_norm") for l in ls]) for ls in layers]
+        run["n_layers"] = len(layers[0])
+    if n_classes:
+        run["n_classes"] = int(n_classes)
+    return run
+
+
+# ----------------------------------------------------------------------------------- input checks
+def validate_curves(curves: Any) -> dict[str, Any]:
+    """Check a curves object (the JSON of ``automl diagnose``) and return it as float lists.
+
+    Required: ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``; optional per-epoch lists
+    ``test_acc``, ``grad_norm_first``, ``grad_norm_last``, ``zero_grad_frac``, ``weight_norm``, and
+    the integers ``n_layers``, ``n_classes``. Every list has the same length, at least 2; ``null``,
+    ``NaN`` and ``inf`` are allowed (a diverged run). Anything else raises ``ValueError`` naming the field.
+    """
+    if not isinstance(curves, Mapping):
+        raise ValueError(f"curves must be a JSON object of per-epoch lists, but got {type(curves).__name__}.")
+    allowed = set(CURVE_KEYS) | set(OPTIONAL_KEYS) | {"n_layers", "n_classes"}
+    unknown = sorted(set(curves) - allowed)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; expected {list(CURVE_KEYS)} and optionally "
+                         f"{list(OPTIONAL_KEYS) + ['n_layers', 'n_classes']}.")
+    out: dict[str, Any] = {}
+    length = None
+    for key in CURVE_KEYS + tuple(k for k in OPTIONAL_KEYS if k in curves):
+        if key not in curves:
+            raise ValueError(f"missing field {key!r}: {list(CURVE_KEYS)} are required.")
+        v = curves[key]
+        if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
+            raise ValueError(f"field {key!r} must be a list of numbers (one per epoch), but got {type(v).__name__}.")
+        vals = []
+        for i, x in enumerate(v):
+            if x is None:
+                vals.append(math.nan)
+            elif isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise ValueError(f"field {key!r}, epoch {i + 1}: {x!r} is not a number (null marks a non-finite value).")
+            else:
+                vals.append(float(x))
+        if length is None:
+            length = len(vals)
+        elif len(vals) != length:
+            raise ValueError(f"field {key!r} has {len(vals)} epochs but {CURVE_KEYS[0]!r} has {length}: every list needs one value per epoch.")
+        out[key] = vals
+    if length is None or length < 2:
+        raise ValueError(f"a diagnosis needs at least 2 epochs, but the curves have {length or 0}.")
+    for key in ("n_layers", "n_classes"):
+        if key in curves:
+            v = curves[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "n_layers" else 2):
+                raise ValueError(f"field {key!r} must be an integer >= {1 if key == 'n_layers' else 2}, but got {v!r}.")
+            out[key] = int(v)
+    return out
+
+
+# ----------------------------------------------------------------------------------- diagnosis
+def _f(x: float, digits: int = 3) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
+    """The numbers behind a label, in words (read from the first k epochs)."""
+    x = dict(zip(FEATURES, features(run, k)))
+    va, ta = run["val_acc"][:k], run["train_acc"][:k]
+    if label == "nonfinite":
+        bad = [i + 1 for i in range(k) if not all(math.isfinite(float(run[key][i])) for key in ("train_loss", "val_loss")
+                                                   if run[key][i] is not None) or run["train_loss"][i] is None]
+        if bad:
+            return f"the loss is non-finite from epoch {bad[0]}"
+        return f"the loss reached {_f(x['loss_max_over_first'])}x its first value"
+    if label in ("exploding_gradient", "vanishing_gradient"):
+        if math.isfinite(x["log_grad_ratio"]):
+            return (f"the first layer's gradient norm is {_f(10 ** x['log_grad_ratio'])}x the last layer's "
+                    f"(median over {k} epochs; first layer {_f(10 ** x['log_grad_first'])})")
+        return "the curves look like it (no gradient norms were given)"
+    if label == "dying_relu":
+        if math.isfinite(x["zero_grad_median"]):
+            return f"{x['zero_grad_median']:.0%} of gradient entries are exactly zero (median over {k} epochs)"
+        return "the curves look like it (no zero-gradient fractions were given)"
+    if label == "oscillation":
+        drops = sum(1 for a, b in zip(va, va[1:]) if math.isfinite(a) and math.isfinite(b) and b < a - RULES["swing"])
+        return f"val_acc fell by more than {RULES['swing']} on {drops} of {k - 1} epochs (largest swing {_f(x['val_acc_dstd'] * 2)})"
+    if label == "plateau":
+        return f"val_acc moved at most {_f(x['acc_delta_max_tail'])} an epoch after epoch {max(1, int(0.3 * k))}, at {_f(x['val_acc_end'])}"
+    if label == "underfit":
+        return f"train_acc is {_f(x['train_acc_end'])} after {k} epochs (train loss {_f(10 ** x['train_loss_end'])})"
+    if label == "overfit":
+        return (f"train - val accuracy gap {_f(x['acc_gap_end'])} (slope {_f(x['acc_gap_slope'])}/epoch), "
+                f"val_loss lowest {int(round(x['since_val_loss_min'] * k))} epoch(s) ago")
+    if label == "shift":
+        if math.isfinite(x["val_test_gap_end"]):
+            return f"val_acc {_f(float(va[-1]))} but test_acc {_f(float(va[-1]) - x['val_test_gap_end'])}"
+        return "no test_acc was given, so this rests on the curves alone"
+    return ""
+
+
+def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional[DiagnosisModel] = None,
+             n_classes: Optional[int] = None) -> Diagnosis:
+    """Diagnose a run from its ``EpochRecord`` list (objects or ``compact()`` dicts) or a curves
+    mapping (see :func:`validate_curves`).
+
+    Args:
+        k: read the first k epochs (default: all, up to the largest k the model was trained on, 8;
+            a longer run is read from its first 8 epochs, which is what the model was validated on).
+        model: a :class:`DiagnosisModel` (default: the shipped one).
+        n_classes: the task's number of classes, for the rules' chance level (default 10).
+
+    Raises:
+        ValueError: bad input, naming the field.
+    """
+    if isinstance(records_or_curves, Mapping):
+        run = validate_curves(records_or_curves)
+    elif isinstance(records_or_curves, Sequence) and not isinstance(records_or_curves, (str, bytes)):
+        run = validate_curves(run_from_records(records_or_curves))
+    else:
+        raise ValueError(f"diagnose() takes a list of EpochRecords or a curves mapping, not {type(records_or_curves).__name__}.")
+    if n_classes is not None:
+        run["n_classes"] = int(n_classes)
+    model = model or load_model()
+    n = len(run["train_loss"])
+    lo, hi = model.k_range
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
+        raise ValueError(f"k must be an integer >= 2, but got {k!r}.")
+    k = min(n, hi, k or n)
+    probs = model.predict(features(run, k)[None, :])
+    labels = {lab: round(float(probs[lab][0]), 4) for lab in LABELS}
+    healthy = round(1.0 - float(probs["any"][0]), 4)
+    present = sorted((lab for lab in LABELS if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
+    reasons = [f"{lab} (p={labels[lab]:.2f}): {_evidence(lab, run, k)}" for lab in present]
+    if not present:
+        top = max(LABELS, key=labels.get)
+        reasons.append(f"no failure label reaches p={model.threshold:.2f} after {k} epochs "
+                       f"(healthy p={healthy:.2f}; closest: {top} p={labels[top]:.2f})")
+    rules = sorted(rule_labels(run, k))
+    if rules:
+        reasons.append("threshold rules of SIGNALS.md on the same epochs: " + ", ".join(rules))
+    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, threshold=model.threshold)

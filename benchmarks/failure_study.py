@@ -1,0 +1,352 @@
+"""The failure meta-classifier: compare models on the corpus, and ship the chosen one.
+
+    python benchmarks/failure_study.py evaluate     # -> benchmarks/results/diagnosis.{md,json}
+    python benchmarks/failure_study.py ship         # retrains the shipped model -> automl/models/diagnosis.json
+
+Rows: every kept run of ``benchmarks/banks/failures/corpus.jsonl.gz`` (see ``failure_corpus.py``)
+cut at k = 2..8 epochs, featurised by :func:`automl.signals.failure.features` of the first k epochs.
+Truth: the run's labels (from its injected cause), the same at every k. Models, each one binary
+classifier per label plus one for "any failure" (``healthy = 1 - p(any)``), calibrated by Platt
+scaling on out-of-fold predictions (GroupKFold by run inside the training data):
+
+- ``xgboost``: gradient-boosted trees (NaN handled natively);
+- ``forest``: scikit-learn random forest;
+- ``logistic``: median imputation with missing-value indicators, standardisation, L2 logistic;
+- ``ensemble``: the mean of the three calibrated probabilities;
+- ``rules``: the SIGNALS.md threshold rules on the same k epochs (probability 0 or 1).
+
+Protocols: GroupKFold (5 folds) by run, and leave-one-architecture-out (train on three families,
+test on the fourth). A label is predicted at probability >= 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from automl.bank import iter_bank  # noqa: E402
+from automl.diagnosis import MODEL_PATH, run_from_bank  # noqa: E402
+from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, features, rule_labels  # noqa: E402
+
+BANK = ROOT / "benchmarks" / "banks" / "failures" / "corpus.jsonl.gz"
+RESULTS = ROOT / "benchmarks" / "results"
+K_TRAIN = tuple(range(2, 9))
+K_EVAL = (3, 5, 8)
+TARGETS = LABELS + ("any",)
+SEED = 0
+
+
+# ------------------------------------------------------------------------------------- data
+def load_corpus(path: Path = BANK) -> list[dict[str, Any]]:
+    """Kept runs (the injection took, or healthy), each with its diagnosis input and truth."""
+    out = []
+    for row in iter_bank(path):
+        sig = row.signals
+        if not sig.get("took", True) and row.config["cause"] != "healthy":
+            continue
+        out.append({"id": row.run_id, "cause": row.config["cause"], "family": row.config["family"],
+                    "dataset": row.config["dataset"], "run": run_from_bank(row), "labels": set(sig["labels"])})
+    return out
+
+
+def table(runs: list[dict[str, Any]], ks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """X (rows = run x k), Y (one column per target), run index and k of each row.
+
+    Each run also gives a curves-only copy of every row (its optional inputs dropped: gradients,
+    weights, test accuracy), marked by ``k = -k``, so the model learns to read curves alone, as
+    ``automl diagnose`` gets them; evaluation reads the full rows only."""
+    X, Y, idx, kk = [], [], [], []
+    for i, r in enumerate(runs):
+        y = [lab in r["labels"] for lab in LABELS] + [bool(r["labels"])]
+        bare = {key: v for key, v in r["run"].items() if key in CURVE_KEYS or key == "n_classes"}
+        for k in ks:
+            for run, sign in ((r["run"], 1), (bare, -1)):
+                X.append(features(run, k))
+                Y.append(y)
+                idx.append(i)
+                kk.append(sign * k)
+    return np.array(X), np.array(Y, dtype=int), np.array(idx), np.array(kk)
+
+
+# ------------------------------------------------------------------------------------- models
+def _xgb():
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(n_estimators=150, max_depth=4, learning_rate=0.08, subsample=0.8, colsample_bytree=0.8,
+                         min_child_weight=2, n_jobs=1, random_state=SEED, eval_metric="logloss", verbosity=0)
+
+
+def _forest():
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=60, min_samples_leaf=3, n_jobs=2, random_state=SEED)
+
+
+def _logistic():
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler(),
+                         LogisticRegression(C=0.5, max_iter=3000))
+
+
+MAKERS: dict[str, Callable[[], Any]] = {"xgboost": _xgb, "forest": _forest, "logistic": _logistic}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _raw(model: Any, X: np.ndarray) -> np.ndarray:
+    return model.predict_proba(X)[:, 1]
+
+
+def fit_calibrated(make: Callable[[], Any], X: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[Any, tuple[float, float]]:
+    """The model fitted on all rows, and Platt parameters (a, b) fitted on its out-of-fold
+    predictions (GroupKFold by run, 3 folds): ``p = 1 / (1 + exp(-(a * logit(raw) + b)))``.
+    A target with one class only gives ``(None, (0, logit(rate)))``: a constant."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+
+    rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+    if y.min() == y.max():
+        return None, (0.0, float(_logit(np.array([rate]))[0]))
+    oof = np.full(len(y), np.nan)
+    for tr, te in GroupKFold(n_splits=3).split(X, y, groups):
+        if y[tr].min() == y[tr].max():
+            oof[te] = y[tr].mean()
+            continue
+        oof[te] = _raw(make().fit(X[tr], y[tr]), X[te])
+    platt = LogisticRegression(C=1e4, max_iter=1000).fit(_logit(oof)[:, None], y)
+    return make().fit(X, y), (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
+
+
+def predict_calibrated(fitted: tuple[Any, tuple[float, float]], X: np.ndarray) -> np.ndarray:
+    model, (a, b) = fitted
+    z = np.full(len(X), b) + (a * _logit(_raw(model, X)) if model is not None else 0.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_predict(name: str, Xtr, Ytr, gtr, Xte) -> np.ndarray:
+    """Calibrated probabilities (rows of Xte x TARGETS) of model ``name`` trained on the given rows."""
+    return np.stack([predict_calibrated(fit_calibrated(MAKERS[name], Xtr, Ytr[:, j], gtr), Xte)
+                     for j in range(len(TARGETS))], axis=1)
+
+
+def rule_predict(runs: list[dict[str, Any]], idx: np.ndarray, kk: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(idx), len(TARGETS)))
+    for row, (i, k) in enumerate(zip(idx, kk)):
+        got = rule_labels(runs[i]["run"], int(k))
+        out[row, : len(LABELS)] = [lab in got for lab in LABELS]
+        out[row, -1] = bool(got)
+    return out
+
+
+# ------------------------------------------------------------------------------------- metrics
+def scores(P: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, f1_score
+
+    pred = P >= 0.5
+    per = {}
+    for j, lab in enumerate(LABELS):
+        if Y[:, j].sum() == 0:
+            continue
+        per[lab] = {"f1": float(f1_score(Y[:, j], pred[:, j], zero_division=0)),
+                    "pr_auc": float(average_precision_score(Y[:, j], P[:, j])),
+                    "positives": int(Y[:, j].sum())}
+    healthy = Y[:, -1] == 0
+    labs = [j for j, lab in enumerate(LABELS) if lab in per]
+    return {
+        "macro_f1": float(np.mean([per[LABELS[j]]["f1"] for j in labs])),
+        "micro_f1": float(f1_score(Y[:, labs], pred[:, labs], average="micro", zero_division=0)),
+        "false_alarms_healthy": float(pred[healthy][:, : len(LABELS)].any(axis=1).mean()) if healthy.any() else None,
+        "healthy_runs": int(healthy.sum()),
+        "per_label": per,
+    }
+
+
+def _cv(runs, name: str, splits, tab) -> np.ndarray:
+    """Out-of-fold probabilities for every row of ``tab`` (every run at every k of K_TRAIN)."""
+    Xall, Yall, Iall, Kall = tab
+    P = np.zeros(Yall.shape)
+    for tr_runs, te_runs in splits:
+        tr = np.isin(Iall, tr_runs)
+        te = np.isin(Iall, te_runs) & (Kall > 0)
+        if name == "rules":
+            P[te] = rule_predict(runs, Iall[te], Kall[te])
+        else:
+            P[te] = fit_predict(name, Xall[tr], Yall[tr], Iall[tr], Xall[te])
+    return P
+
+
+def detection_epochs(P, Y, I, K) -> dict[str, float]:
+    """Per label: median over its positive runs of the first k (2..8) at which it is predicted;
+    and the share of positive runs never detected by k = 8."""
+    out = {}
+    for j, lab in enumerate(LABELS):
+        firsts, missed = [], 0
+        for i in np.unique(I[Y[:, j] == 1]):
+            rows = (I == i) & (K > 0)
+            hit = K[rows][P[rows, j] >= 0.5]
+            if len(hit):
+                firsts.append(int(hit.min()))
+            else:
+                missed += 1
+        if firsts or missed:
+            out[lab] = {"median_epoch": float(np.median(firsts)) if firsts else None,
+                        "missed_by_8": missed / (len(firsts) + missed)}
+    return out
+
+
+def confusion(P, Y) -> dict[str, dict[str, float]]:
+    """For runs with true label A and without B: the share predicted B (the top confusions)."""
+    pred = P >= 0.5
+    out = {}
+    for a, la in enumerate(LABELS):
+        has = Y[:, a] == 1
+        if not has.any():
+            continue
+        row = {}
+        for b, lb in enumerate(LABELS):
+            m = has & (Y[:, b] == 0)
+            if m.any() and pred[m, b].mean() >= 0.05:
+                row[lb] = float(pred[m, b].mean())
+        out[la] = row
+    return out
+
+
+def evaluate(models: tuple[str, ...] = ("rules", "logistic", "forest", "xgboost", "ensemble")) -> dict[str, Any]:
+    from sklearn.model_selection import GroupKFold
+
+    runs = load_corpus()
+    n = len(runs)
+    ids = np.arange(n)
+    families = np.array([r["family"] for r in runs])
+    kfold = [(ids[tr], ids[te]) for tr, te in GroupKFold(n_splits=5).split(ids, groups=ids)]
+    loao = [(ids[families != f], ids[families == f]) for f in sorted(set(families))]
+    out: dict[str, Any] = {"runs": n, "families": {f: int((families == f).sum()) for f in sorted(set(families))},
+                           "label_runs": {lab: sum(lab in r["labels"] for r in runs) for lab in LABELS},
+                           "healthy_runs": sum(not r["labels"] for r in runs), "models": {}}
+    tab = table(runs, K_TRAIN)
+    _, Y, I, K = tab
+    cache: dict[tuple[str, str], np.ndarray] = {}
+    for name in models:
+        t0 = time.time()
+        entry: dict[str, Any] = {}
+        for proto, splits in (("groupkfold", kfold), ("loao", loao)):
+            if name == "ensemble":  # the mean of the three learned models' calibrated probabilities
+                P = np.mean([cache[m, proto] if (m, proto) in cache else _cv(runs, m, splits, tab) for m in MAKERS], axis=0)
+            else:
+                P = cache[name, proto] = _cv(runs, name, splits, tab)
+            entry[proto] = {f"k{k}": scores(P[K == k], Y[K == k]) for k in K_EVAL}
+            if proto == "groupkfold":
+                entry["detection"] = detection_epochs(P, Y, I, K)
+                entry["confusion_k5"] = confusion(P[K == 5], Y[K == 5])
+            if proto == "loao":
+                entry["loao_by_family_k5"] = {}
+                for f in sorted(set(families)):
+                    m = (K == 5) & np.isin(I, ids[families == f])
+                    entry["loao_by_family_k5"][f] = scores(P[m], Y[m])["macro_f1"]
+        entry["seconds"] = round(time.time() - t0, 1)
+        out["models"][name] = entry
+        print(f"{name}: k5 macro-F1 {entry['groupkfold']['k5']['macro_f1']:.3f} (LOAO {entry['loao']['k5']['macro_f1']:.3f})"
+              f" in {entry['seconds']} s", flush=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------- shipping
+def ship(name: str = "xgboost", path: Path = MODEL_PATH) -> dict[str, Any]:
+    """Retrain model ``name`` (only ``xgboost`` is shippable as JSON) on the whole corpus and write it."""
+    if name != "xgboost":
+        raise ValueError(f"only 'xgboost' is shipped (its trees have a JSON format), not {name!r}.")
+    runs = load_corpus()
+    X, Y, I, _ = table(runs, K_TRAIN)
+    heads = {}
+    for j, target in enumerate(TARGETS):
+        model, (a, b) = fit_calibrated(_xgb, X, Y[:, j], I)
+        booster = None if model is None else json.loads(model.get_booster().save_raw("json").decode())
+        heads[target] = {"booster": booster, "platt": [a, b]}
+    digest = hashlib.sha256(BANK.read_bytes()).hexdigest()
+    doc = {"format": "automl-diagnosis", "version": 1, "model": "xgboost",
+           "created": _dt.date.today().isoformat(), "features": list(FEATURES), "labels": list(LABELS),
+           "k_range": [min(K_TRAIN), max(K_TRAIN)], "threshold": 0.5,
+           "training": {"corpus": str(BANK.relative_to(ROOT)), "corpus_sha256": digest, "runs": len(runs),
+                        "rows": int(len(X)), "retrain": "python benchmarks/failure_study.py ship"},
+           "heads": heads}
+    path.write_text(json.dumps(doc, separators=(",", ":")))
+    return doc
+
+
+# ------------------------------------------------------------------------------------- report
+def report(res: dict[str, Any]) -> str:
+    m = res["models"]
+    lines = ["# Failure meta-classifier (issue 6)", "",
+             "Written by `python benchmarks/failure_study.py evaluate`; the corpus by "
+             "`python benchmarks/failure_corpus.py record` (see its docstring for causes and injections).", "",
+             f"Corpus: {res['runs']} kept runs ({res['healthy_runs']} healthy); families {res['families']}; "
+             f"runs per label {res['label_runs']}.", "",
+             "## Model comparison (macro-F1 / micro-F1 / false alarms on healthy runs)", "",
+             "| model | protocol | k=3 | k=5 | k=8 |", "|---|---|---|---|---|"]
+    for name, e in m.items():
+        for proto in ("groupkfold", "loao"):
+            cells = [f"{e[proto][f'k{k}']['macro_f1']:.3f} / {e[proto][f'k{k}']['micro_f1']:.3f} / "
+                     f"{e[proto][f'k{k}']['false_alarms_healthy']:.1%}" for k in K_EVAL]
+            lines.append(f"| {name} | {proto} | " + " | ".join(cells) + " |")
+    lines += ["", "Leave-one-architecture-out macro-F1 at k=5, per held-out family:", "",
+              "| model | " + " | ".join(res["families"]) + " |", "|---|" + "---|" * len(res["families"])]
+    for name, e in m.items():
+        lines.append(f"| {name} | " + " | ".join(f"{e['loao_by_family_k5'][f]:.3f}" for f in res["families"]) + " |")
+    best = res.get("shipped", "xgboost")
+    e = m[best]
+    lines += ["", f"## Per label, shipped model ({best}), GroupKFold by run", "",
+              "| label | runs | F1 k=3 | F1 k=5 | F1 k=8 | PR-AUC k=5 | median detection epoch | missed by k=8 |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for lab in LABELS:
+        if lab not in e["groupkfold"]["k5"]["per_label"]:
+            continue
+        pl = [e["groupkfold"][f"k{k}"]["per_label"][lab] for k in K_EVAL]
+        det = e["detection"].get(lab, {})
+        lines.append(f"| {lab} | {res['label_runs'][lab]} | " + " | ".join(f"{p['f1']:.3f}" for p in pl)
+                     + f" | {pl[1]['pr_auc']:.3f} | {det.get('median_epoch')} | {det.get('missed_by_8', 0):.0%} |")
+    lines += ["", "Confusions at k=5 (runs with the row's label and without the column's, predicted the column; >= 5% shown):", ""]
+    for lab, row in e["confusion_k5"].items():
+        if row:
+            lines.append(f"- {lab}: " + ", ".join(f"{k} {v:.0%}" for k, v in sorted(row.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ev = sub.add_parser("evaluate")
+    ev.add_argument("--models", nargs="+", default=["rules", "logistic", "forest", "xgboost", "ensemble"])
+    sub.add_parser("ship")
+    args = ap.parse_args(argv)
+    if args.cmd == "ship":
+        doc = ship()
+        print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size / 1e6:.1f} MB) from {doc['training']['runs']} runs")
+        return
+    res = evaluate(tuple(args.models))
+    res["shipped"] = "xgboost"
+    (RESULTS / "diagnosis.json").write_text(json.dumps(res, indent=1))
+    (RESULTS / "diagnosis.md").write_text(report(res))
+    print(report(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Failure labels: rules, features, the shipped classifier, `automl diagnose`, and pruning on them."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from automl.cli import cli
+from automl.decision import Policy, Population, TrialHistory, decide
+from automl.diagnosis import MODEL_PATH, DiagnosisModel, diagnose, load_model, validate_curves
+from automl.signals.failure import FEATURES, LABELS, features, rule_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FLAT = {"train_loss": [2.30] * 6, "val_loss": [2.30] * 6, "train_acc": [0.10, 0.11, 0.10, 0.10, 0.11, 0.10],
+        "val_acc": [0.10] * 6}
+GOOD = {"train_loss": [1.2, 0.5, 0.3, 0.2, 0.15, 0.12], "val_loss": [1.0, 0.5, 0.35, 0.3, 0.28, 0.27],
+        "train_acc": [0.70, 0.86, 0.91, 0.94, 0.95, 0.96], "val_acc": [0.75, 0.87, 0.91, 0.92, 0.93, 0.93],
+        "test_acc": [0.74, 0.86, 0.90, 0.92, 0.93, 0.93]}
+
+
+def test_rules_known_answers():
+    assert rule_labels(GOOD) == set()
+    assert {"plateau", "underfit"} <= rule_labels(FLAT)
+    assert "nonfinite" in rule_labels({**GOOD, "train_loss": [1.2, 0.5, None, None, None, None]})
+    assert "nonfinite" in rule_labels({**GOOD, "train_loss": [40.0, 35.0, 30.0, 30.0, 30.0, 30.0]})  # > 10 ln(10)
+    assert "shift" in rule_labels({**GOOD, "test_acc": [0.3] * 6})
+    assert "overfit" in rule_labels({**GOOD, "val_acc": [0.6, 0.65, 0.66, 0.66, 0.66, 0.66]})
+    assert "dying_relu" in rule_labels({**GOOD, "zero_grad_frac": [0.9] * 6})
+    assert "exploding_gradient" in rule_labels({**GOOD, "grad_norm_first": [100.0] * 6, "grad_norm_last": [0.5] * 6})
+    assert "vanishing_gradient" in rule_labels({**GOOD, "grad_norm_first": [1e-9] * 6, "grad_norm_last": [0.5] * 6})
+    assert "oscillation" in rule_labels({**GOOD, "val_acc": [0.5, 0.8, 0.6, 0.85, 0.6, 0.8]})
+
+
+def test_features_read_only_the_prefix_and_tolerate_nonfinite():
+    long = {key: v + [v[-1]] * 4 for key, v in GOOD.items()}
+    long["val_loss"][-1] = float("nan")
+    np.testing.assert_array_equal(features(long, 5), features({k: v[:5] for k, v in long.items()}))
+    x = features({**FLAT, "train_loss": [2.3, None, None, None, None, None]})
+    assert x.shape == (len(FEATURES),)
+    assert x[FEATURES.index("nonfinite_share")] == pytest.approx(5 / 6)
+    assert math.isnan(x[FEATURES.index("val_test_gap_end")])  # no test_acc given
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({k: v for k, v in GOOD.items() if k != "val_acc"}, "val_acc"),
+    ({**GOOD, "val_loss": [1.0, 0.5]}, "val_loss"),
+    ({**GOOD, "train_acc": [0.1, "x", 0.3, 0.4, 0.5, 0.6]}, "train_acc"),
+    ({**GOOD, "train_acc": "0.5"}, "train_acc"),
+    ({**GOOD, "grad_norm": [1.0] * 6}, "grad_norm"),
+    ({**GOOD, "n_classes": 1}, "n_classes"),
+])
+def test_bad_curves_name_the_field(bad, field):
+    with pytest.raises(ValueError, match=field):
+        validate_curves(bad)
+
+
+def test_one_epoch_is_refused():
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        validate_curves({k: v[:1] for k, v in GOOD.items()})
+
+
+def test_shipped_model_loads_with_its_schema():
+    doc = json.loads(MODEL_PATH.read_text())
+    assert doc["format"] == "automl-diagnosis" and doc["version"] == 1
+    assert doc["features"] == list(FEATURES) and doc["labels"] == list(LABELS)
+    assert set(doc["heads"]) == set(LABELS) | {"any"}
+    with pytest.raises(ValueError, match="feature schema"):
+        DiagnosisModel({**doc, "features": doc["features"][:-1]})
+
+
+def test_diagnose_separates_a_stuck_run_from_a_healthy_one():
+    stuck, good = diagnose(FLAT), diagnose(GOOD)
+    assert set(stuck.labels) == set(LABELS) and all(0.0 <= p <= 1.0 for p in stuck.labels.values())
+    assert stuck.healthy < 0.5 and good.healthy > stuck.healthy + 0.3
+    assert {"underfit", "plateau"} & set(stuck.present)
+    assert any(r.startswith(stuck.present[0]) for r in stuck.reasons)
+    assert not good.present and "no failure label" in good.reasons[0]
+
+
+def test_diagnose_reads_epoch_records(digits_records):
+    d = diagnose(digits_records)
+    assert d.epochs == min(len(digits_records), load_model().k_range[1])
+    assert d.healthy > 0.5, d
+
+
+@pytest.fixture(scope="module")
+def digits_records():
+    from search_spaces import get_space
+
+    from automl.data import load_dataset
+    from automl.trainer import train
+
+    cfg = {"lr": 3e-3, "weight_decay": 1e-5, "dropout": 0.0, "batch_size": 64, "optimizer": "adam", "width": 64,
+           "depth": 1, "activation": "relu"}
+    return train(get_space("mlp"), cfg, load_dataset("digits"), epochs=5, seed=0).records
+
+
+def test_cli_json_and_errors(tmp_path):
+    path = tmp_path / "curves.json"
+    path.write_text(json.dumps(FLAT))
+    res = CliRunner().invoke(cli, ["diagnose", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert set(out) == {"labels", "healthy", "reasons"} and set(out["labels"]) == set(LABELS)
+    res = CliRunner().invoke(cli, ["diagnose", str(path)])
+    assert res.exit_code == 0 and "healthy p=" in res.output
+    path.write_text(json.dumps({**FLAT, "val_acc": [0.1, None, "bad", 0.1, 0.1, 0.1]}))
+    res = CliRunner().invoke(cli, ["diagnose", str(path)])
+    assert res.exit_code == 2 and "val_acc" in res.output and "epoch 3" in res.output
+    path.write_text("{not json")
+    res = CliRunner().invoke(cli, ["diagnose", str(path)])
+    assert res.exit_code == 2 and "not JSON" in res.output
+
+
+def _records(curves):
+    n = len(curves["val_acc"])
+    return [{"epoch": i + 1, **{k: v[i] for k, v in curves.items()}} for i in range(n)]
+
+
+def test_decide_prunes_on_a_sure_failure_label_and_never_the_incumbent():
+    done = [TrialHistory(i, {e + 1: v for e, v in enumerate(GOOD["val_acc"])}, "COMPLETE", 0.93, _records(GOOD))
+            for i in range(6)]
+    pop = Population(done, direction="maximize", metric="val_acc", max_epochs=20)
+    stuck = TrialHistory(9, {e + 1: v for e, v in enumerate(FLAT["val_acc"])}, records=_records(FLAT))
+    policy = Policy(failure="model", failure_threshold=0.6, fallback="none")
+    v = decide(stuck, pop, policy)
+    assert v.action == "prune" and v.source == "failure", v
+    assert v.evidence["label"] in policy.failure_labels and f"(p={v.evidence['p']:.2f})" in v.reason
+    assert decide(stuck, pop, Policy(fallback="none")).source != "failure"  # off by default
+    worse = [TrialHistory(i, {e: 0.05 for e in range(1, 7)}) for i in range(3)]  # running, behind it
+    led = Population(worse, direction="maximize", metric="val_acc", max_epochs=20)
+    assert decide(stuck, led, policy).source == "incumbent"
+
+
+def test_corpus_injections_do_what_they_say():
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from benchmarks.failure_corpus import CAUSES, _dataset, _work, inject_data, plan
+
+    assert len(plan([0, 1, 2, 3, 4, 5])) >= 600
+    d = _dataset("digits")
+    noisy = inject_data({"label_noise": 0.5}, d, 0)
+    assert 0.4 < float((noisy.y_train != d.y_train).float().mean()) < 0.6
+    assert torch.equal(noisy.y_test, d.y_test)
+    skew = inject_data({"imbalance_keep": 0.04}, d, 0)
+    counts = torch.bincount(skew.y_train, minlength=10).sort(descending=True).values
+    assert counts[:3].sum() > 0.8 * len(skew.y_train) and len(skew.y_test) == len(d.y_test)
+    run = _work(("test_invert", "linear", "digits", 0))
+    assert run.signals["labels"] == list(CAUSES["test_invert"][0]) and run.signals["took"]
+    assert run.curves["val_acc"][-1] - run.curves["test_acc"][-1] > 0.5
