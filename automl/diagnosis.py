@@ -222,7 +222,7 @@ def _f(x: float, digits: int = 3) -> str:
 def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
     """The numbers behind a label, in words (read from the first k epochs)."""
     x = dict(zip(FEATURES, features(run, k)))
-    va, ta = run["val_acc"][:k], run["train_acc"][:k]
+    va = run["val_acc"][:k]
     if label == "nonfinite":
         bad = [i + 1 for i in range(k) if not all(math.isfinite(float(run[key][i])) for key in ("train_loss", "val_loss")
                                                    if run[key][i] is not None) or run["train_loss"][i] is None]
