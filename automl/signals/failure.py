@@ -277,6 +277,7 @@ def features(run: Mapping[str, Any], k: Optional[int] = None) -> np.ndarray:
     nl = run.get("n_layers")
     f.append(float(nl) if nl is not None else np.nan)
     out = np.asarray(f, dtype=float)
-    assert out.shape == (len(FEATURES),)
+    if out.shape != (len(FEATURES),):  # a column added to one list and not the other
+        raise ValueError(f"features() built {out.shape[0]} columns but FEATURES names {len(FEATURES)}.")
     out[~np.isfinite(out)] = np.nan
     return out
