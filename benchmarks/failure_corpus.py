@@ -14,7 +14,9 @@ Causes and how each is injected; ``CAUSES`` names the labels each produces. A ru
 cause's *primary* labels, and it is kept only if the full run (all epochs, which the classifier
 never sees) shows them: otherwise the injection did not take and the run is stored but left out.
 Its *secondary* labels (the consequences a cause may have: a diverged net is also stuck) count
-where the full run shows them. A healthy run's truth is "none", whatever the rules say.
+where the full run shows them. A healthy run's truth is "none"; it is kept only if its full run is
+neither non-finite nor underfit by the rules (a "healthy" draw still near chance after all its
+epochs is a failure of unknown cause, not a control): :func:`took`.
 
 ==================  ==============================================================================
 cause               injection
@@ -90,6 +92,18 @@ CAUSES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
 }
 for _c, (_primary, _secondary, _) in CAUSES.items():
     assert set(_primary) | set(_secondary) <= set(LABELS), _c
+
+#: What a healthy control must not show over its full run: a "healthy" draw still near chance, or
+#: diverged, after all its epochs is an uncontrolled failure of unknown cause, not a control.
+HEALTHY_MUST_NOT = ("nonfinite", "underfit")
+
+
+def took(cause: str, weak: "set[str] | list[str]") -> bool:
+    """Whether a run is kept: its full run (``weak``: the rules over all its epochs) shows its
+    cause's primary labels; for a healthy run, none of :data:`HEALTHY_MUST_NOT`."""
+    if cause == "healthy":
+        return not set(HEALTHY_MUST_NOT) & set(weak)
+    return set(CAUSES[cause][0]) <= set(weak)
 
 
 # ----------------------------------------------------------------------------------- configs
@@ -271,9 +285,9 @@ def _work(args: tuple[str, str, str, int]) -> Run:
     row = row.model_copy(update={"signals": {**row.signals, "n_classes": data.n_classes, "n_train": len(data.x_train)}})
     weak = rule_labels(run_from_bank(row))
     primary, secondary, _ = CAUSES[cause]
-    took = set(primary) <= weak
     labels = [lab for lab in LABELS if lab in primary or (lab in secondary and lab in weak)]
-    return row.model_copy(update={"signals": {**row.signals, "labels": labels, "took": took, "weak_labels": sorted(weak)}})
+    return row.model_copy(update={"signals": {**row.signals, "labels": labels, "took": took(cause, weak),
+                                              "weak_labels": sorted(weak)}})
 
 
 def _dataset(name: str):
@@ -314,24 +328,24 @@ def record(seeds: list[int], jobs: int, out: Path = BANK) -> int:
 
 
 def summary(path: Path = BANK) -> str:
-    """Per cause: runs, how many the injection took (primary labels seen over the full run), and
+    """Per cause: runs, how many the injection took (:func:`took`), and
     the labels the rules gave beyond the run's truth (what the rules alone would call wrongly)."""
     runs = list(iter_bank(path))
     by = Counter(r.config["cause"] for r in runs)
-    took = Counter(r.config["cause"] for r in runs if r.signals["took"])
+    kept = Counter(r.config["cause"] for r in runs if took(r.config["cause"], r.signals["weak_labels"]))
     truth: dict[str, Counter] = {c: Counter() for c in by}
     extra: dict[str, Counter] = {c: Counter() for c in by}
     for r in runs:
         c = r.config["cause"]
         truth[c].update(r.signals["labels"])
         extra[c].update(set(r.signals["weak_labels"]) - set(r.signals["labels"]))
-    lines = [f"{len(runs)} runs, {sum(took.values())} kept; families {dict(sorted(Counter(r.config['family'] for r in runs).items()))}",
+    lines = [f"{len(runs)} runs, {sum(kept.values())} kept; families {dict(sorted(Counter(r.config['family'] for r in runs).items()))}",
              "", "| cause | runs | took | truth labels (runs) | rule labels beyond the truth (runs) |", "|---|---:|---:|---|---|"]
     for c in CAUSES:
         if c in by:
             lab = ", ".join(f"{k} {v}" for k, v in truth[c].most_common()) or "none"
             other = ", ".join(f"{k} {v}" for k, v in extra[c].most_common()) or "-"
-            lines.append(f"| {c} | {by[c]} | {took[c]} | {lab} | {other} |")
+            lines.append(f"| {c} | {by[c]} | {kept[c]} | {lab} | {other} |")
     return "\n".join(lines)
 
 
