@@ -137,7 +137,8 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...]} as JSON.')
 def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_json: bool) -> None:
     """Label a run's failure from its curves: CURVES.json holds per-epoch lists train_loss, val_loss,
-    train_acc, val_acc, and optionally test_acc, grad_norm_first, grad_norm_last, zero_grad_frac."""
+    train_acc, val_acc, and optionally test_acc (needed for 'shift'), grad_norm_first, grad_norm_last,
+    zero_grad_frac (gradients: all three), weight_norm."""
     from automl.diagnosis import diagnose as _diagnose
 
     try:
@@ -158,13 +159,14 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"diagnosis of the first {result.epochs} epochs (healthy p={result.healthy:.2f})")
+    table = Table(title=f"first {result.epochs} epochs, {result.view} view")
     table.add_column("label")
     table.add_column("p", justify="right")
     for lab, p in sorted(result.labels.items(), key=lambda kv: -kv[1]):
         table.add_row(f"[bold]{lab}[/bold]" if p >= result.threshold else lab, f"{p:.3f}")
     console = Console()
     console.print(table)
+    console.print(f"healthy p={result.healthy:.2f}", highlight=False)
     for reason in result.reasons:
         console.print(f"- {reason}", highlight=False)
 

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -28,21 +29,58 @@ from pydantic import BaseModel, Field
 
 from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, features, rule_labels
 
-MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json"
+MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
 __all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "validate_curves", "run_from_bank",
-           "run_from_records", "MODEL_PATH"]
+           "run_from_records", "MODEL_PATH", "GROUPS", "VIEWS", "view_of", "restrict", "view_labels"]
+
+#: Optional inputs, in groups that a model view reads all or none of.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "test": ("test_acc",),
+    "grad": ("grad_norm_first", "grad_norm_last", "zero_grad_frac"),
+    "weights": ("weight_norm", "n_layers"),
+}
+#: Model views: the groups each reads besides the four curves (and ``n_classes``). A run is read by
+#: the largest view whose groups it has in full (:func:`view_of`); the shipped model has one set of
+#: heads per view, each trained on exactly those inputs, so a missing input is never a surprise to
+#: the trees (one model over mixed inputs lost 0.14 macro-F1 on the full ones: benchmarks/results/diagnosis.md).
+VIEWS: dict[str, tuple[str, ...]] = {
+    "curves": (), "test": ("test",), "grad": ("grad",), "grad_test": ("grad", "test"),
+    "grad_weights": ("grad", "weights"), "full": ("grad", "weights", "test"),
+}
+#: Labels that only a view with the given group can assess (``shift`` compares val with test accuracy).
+NEEDS = {"shift": "test"}
+
+
+def view_of(run: Mapping[str, Any]) -> str:
+    """The largest view whose input groups ``run`` has in full."""
+    have = {g for g, keys in GROUPS.items() if all(run.get(key) is not None for key in keys)}
+    return max((v for v, groups in VIEWS.items() if set(groups) <= have), key=lambda v: len(VIEWS[v]))
+
+
+def restrict(run: Mapping[str, Any], view: str) -> dict[str, Any]:
+    """``run`` with only the inputs ``view`` reads (the curves, ``n_classes`` and its groups)."""
+    keep = set(CURVE_KEYS) | {"n_classes"} | {key for g in VIEWS[view] for key in GROUPS[g]}
+    return {key: v for key, v in run.items() if key in keep}
+
+
+def view_labels(view: str) -> tuple[str, ...]:
+    """The labels ``view`` can assess."""
+    return tuple(lab for lab in LABELS if lab not in NEEDS or NEEDS[lab] in VIEWS[view])
 
 
 class Diagnosis(BaseModel):
     """What the meta-classifier says about a run.
 
     Attributes:
-        labels: calibrated probability of every failure label (all of ``LABELS``).
+        labels: calibrated probability of every failure label the given inputs can show (all of
+            ``LABELS`` but ``shift`` when no ``test_acc`` was given: see ``unassessed``).
         healthy: probability that the run has none of them.
         reasons: one readable sentence per label at or above ``threshold``, with the numbers
-            behind it; for a healthy run, the label that came closest.
+            behind it; for a healthy run, the label that came closest; then what was not assessed.
         epochs: how many epochs the model read (the first ``epochs`` of the run).
         threshold: the probability at which a label counts as present.
+        view: the model view that read the run (:data:`VIEWS`), from the inputs it has.
+        unassessed: labels the inputs cannot show (``shift`` without ``test_acc``).
     """
 
     labels: dict[str, float]
@@ -50,6 +88,8 @@ class Diagnosis(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     epochs: int = 0
     threshold: float = 0.5
+    view: str = "full"
+    unassessed: list[str] = Field(default_factory=list)
 
     @property
     def present(self) -> list[str]:
@@ -62,36 +102,52 @@ class Diagnosis(BaseModel):
 
 
 class DiagnosisModel:
-    """The shipped classifier: one calibrated XGBoost head per label plus one for "any failure"."""
+    """The shipped classifier: per view (:data:`VIEWS`), one calibrated XGBoost head per label it
+    can assess plus one for "any failure"."""
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
-        if doc.get("format") != "automl-diagnosis" or doc.get("version") != 1:
-            raise ValueError(f"not a version-1 automl-diagnosis model (format={doc.get('format')!r}, version={doc.get('version')!r}).")
+        if doc.get("format") != "automl-diagnosis" or doc.get("version") != 2:
+            raise ValueError(f"not a version-2 automl-diagnosis model (format={doc.get('format')!r}, "
+                             f"version={doc.get('version')!r}); retrain it with `python benchmarks/failure_study.py ship`.")
         if list(doc["features"]) != list(FEATURES):
             raise ValueError("the model's feature schema differs from this package's features(): retrain it with "
                              "`python benchmarks/failure_study.py ship`.")
-        import xgboost as xgb
-
+        missing = sorted(set(VIEWS) - set(doc["views"]))
+        if missing:
+            raise ValueError(f"the model lacks view(s) {missing}; expected {list(VIEWS)}.")
         self.doc = doc
         self.threshold = float(doc.get("threshold", 0.5))
         self.k_range = tuple(doc["k_range"])
-        self.heads: dict[str, tuple[Optional[Any], float, float]] = {}
-        for target, head in doc["heads"].items():
-            booster = None
-            if head["booster"] is not None:
-                booster = xgb.Booster()
-                booster.load_model(bytearray(json.dumps(head["booster"]), "utf-8"))
-            a, b = head["platt"]
-            self.heads[target] = (booster, float(a), float(b))
+        self._views: dict[str, dict[str, tuple[Optional[Any], float, float]]] = {}
 
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per target (``LABELS`` and ``"any"``) for rows of features."""
+    def heads(self, view: str) -> dict[str, tuple[Optional[Any], float, float]]:
+        """The view's heads, target -> (booster or None, Platt a, Platt b); built on first use."""
+        if view not in self.doc["views"]:
+            raise ValueError(f"unknown view {view!r}; expected one of {list(self.doc['views'])}.")
+        if view not in self._views:
+            import xgboost as xgb
+
+            built = {}
+            for target, head in self.doc["views"][view].items():
+                booster = None
+                if head["booster"] is not None:
+                    booster = xgb.Booster()
+                    booster.load_model(bytearray(json.dumps(head["booster"]), "utf-8"))
+                a, b = head["platt"]
+                built[target] = (booster, float(a), float(b))
+            self._views[view] = built
+        return self._views[view]
+
+    def predict(self, X: np.ndarray, view: str = "full") -> dict[str, np.ndarray]:
+        """Calibrated probabilities per target (the view's labels and ``"any"``) for rows of
+        features computed from runs restricted to ``view`` (:func:`restrict`)."""
         import xgboost as xgb
 
+        heads = self.heads(view)
         X = np.atleast_2d(np.asarray(X, dtype=float))
         dm = xgb.DMatrix(X, missing=np.nan)
         out = {}
-        for target, (booster, a, b) in self.heads.items():
+        for target, (booster, a, b) in heads.items():
             z = np.full(len(X), b)
             if booster is not None:
                 p = np.clip(booster.predict(dm), 1e-6, 1 - 1e-6)
@@ -105,15 +161,13 @@ def _load(path: str) -> DiagnosisModel:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no diagnosis model at {path}; build it with `python benchmarks/failure_study.py ship`.")
-    return DiagnosisModel(json.loads(p.read_text()))
+    raw = p.read_bytes()
+    return DiagnosisModel(json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw))
 
 
 def load_model(path: Optional[str | Path] = None) -> DiagnosisModel:
-    """The shipped model (cached), or the one at ``path``."""
+    """The shipped model (cached), or the one at ``path`` (JSON, gzipped or not)."""
     return _load(str(path or MODEL_PATH))
-
-
-
 
 
 def _total_norm(norms: Sequence[Optional[float]]) -> float:
@@ -283,16 +337,27 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
         raise ValueError(f"k must be an integer >= 2, but got {k!r}.")
     k = min(n, hi, k or n)
-    probs = model.predict(features(run, k)[None, :])
-    labels = {lab: round(float(probs[lab][0]), 4) for lab in LABELS}
+    view = view_of(run)
+    seen = restrict(run, view)
+    probs = model.predict(features(seen, k)[None, :], view)
+    labels = {lab: round(float(probs[lab][0]), 4) for lab in view_labels(view)}
     healthy = round(1.0 - float(probs["any"][0]), 4)
-    present = sorted((lab for lab in LABELS if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
-    reasons = [f"{lab} (p={labels[lab]:.2f}): {_evidence(lab, run, k)}" for lab in present]
+    present = sorted((lab for lab in labels if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
+    reasons = [f"{lab} (p={labels[lab]:.2f}): {_evidence(lab, seen, k)}" for lab in present]
     if not present:
-        top = max(LABELS, key=labels.get)
+        top = max(labels, key=labels.get)
         reasons.append(f"no failure label reaches p={model.threshold:.2f} after {k} epochs "
                        f"(healthy p={healthy:.2f}; closest: {top} p={labels[top]:.2f})")
-    rules = sorted(rule_labels(run, k))
+    unassessed = [lab for lab in LABELS if lab not in labels]
+    for lab in unassessed:
+        reasons.append(f"{lab} not assessed: it needs {' and '.join(GROUPS[NEEDS[lab]])}")
+    for g, keys in GROUPS.items():
+        given = [key for key in keys if key in run]
+        if given and g not in VIEWS[view]:  # part of a group, or weights without gradients
+            lacking = [key for key in keys if key not in run] or [key for key in GROUPS["grad"] if key not in run]
+            reasons.append(f"ignored {', '.join(given)}: the model reads it only together with {', '.join(lacking)}")
+    rules = sorted(rule_labels(seen, k))
     if rules:
         reasons.append("threshold rules of SIGNALS.md on the same epochs: " + ", ".join(rules))
-    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, threshold=model.threshold)
+    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, threshold=model.threshold,
+                     view=view, unassessed=unassessed)

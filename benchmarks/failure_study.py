@@ -1,12 +1,14 @@
 """The failure meta-classifier: compare models on the corpus, and ship the chosen one.
 
     python benchmarks/failure_study.py evaluate     # -> benchmarks/results/diagnosis.{md,json}
-    python benchmarks/failure_study.py ship         # retrains the shipped model -> automl/models/diagnosis.json
+    python benchmarks/failure_study.py ship         # retrains the shipped model -> automl/models/diagnosis.json.gz
 
 Rows: every kept run of ``benchmarks/banks/failures/corpus.jsonl.gz`` (see ``failure_corpus.py``)
 cut at k = 2..8 epochs, featurised by :func:`automl.signals.failure.features` of the first k epochs.
-Truth: the run's labels (from its injected cause), the same at every k. Models, each one binary
-classifier per label plus one for "any failure" (``healthy = 1 - p(any)``), calibrated by Platt
+Truth: the run's labels (from its injected cause), the same at every k. Each row reads only the
+inputs of one view (:data:`automl.diagnosis.VIEWS`: the curves alone, or with test accuracy,
+gradients, weights); a model is trained per view. Models, each one binary classifier per label
+the view can assess plus one for "any failure" (``healthy = 1 - p(any)``), calibrated by Platt
 scaling on out-of-fold predictions (GroupKFold by run inside the training data):
 
 - ``xgboost``: gradient-boosted trees (NaN handled natively);
@@ -16,13 +18,15 @@ scaling on out-of-fold predictions (GroupKFold by run inside the training data):
 - ``rules``: the SIGNALS.md threshold rules on the same k epochs (probability 0 or 1).
 
 Protocols: GroupKFold (5 folds) by run, and leave-one-architecture-out (train on three families,
-test on the fourth). A label is predicted at probability >= 0.5.
+test on the fourth). A label is predicted at probability >= 0.5. The model comparison runs on the
+full view; the shipped model (XGBoost) is also scored on every other view.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import gzip
 import hashlib
 import json
 import sys
@@ -37,42 +41,50 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from automl.bank import iter_bank  # noqa: E402
-from automl.diagnosis import MODEL_PATH, run_from_bank  # noqa: E402
-from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, features, rule_labels  # noqa: E402
+from benchmarks.failure_corpus import took  # noqa: E402
+from automl.diagnosis import MODEL_PATH, VIEWS, restrict, run_from_bank, view_labels  # noqa: E402
+from automl.signals.failure import FEATURES, LABELS, features, rule_labels  # noqa: E402
 
 BANK = ROOT / "benchmarks" / "banks" / "failures" / "corpus.jsonl.gz"
 RESULTS = ROOT / "benchmarks" / "results"
 K_TRAIN = tuple(range(2, 9))
 K_EVAL = (3, 5, 8)
-TARGETS = LABELS + ("any",)
 SEED = 0
 
 
 # ------------------------------------------------------------------------------------- data
 def load_corpus(path: Path = BANK) -> list[dict[str, Any]]:
-    """Kept runs (the injection took, or healthy), each with its diagnosis input and truth."""
+    """Kept runs (:func:`failure_corpus.took`), each with its diagnosis input and truth."""
     out = []
     for row in iter_bank(path):
         sig = row.signals
-        if not sig.get("took", True) and row.config["cause"] != "healthy":
+        if not took(row.config["cause"], sig["weak_labels"]):
             continue
         out.append({"id": row.run_id, "cause": row.config["cause"], "family": row.config["family"],
                     "dataset": row.config["dataset"], "run": run_from_bank(row), "labels": set(sig["labels"])})
     return out
 
 
-def table(runs: list[dict[str, Any]], ks: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """X (rows = run x k), Y (one column per target), run index and k of each row.
+def targets(view: str) -> tuple[str, ...]:
+    """The columns of Y for ``view``: the labels it can assess, then "any" (any of them)."""
+    return view_labels(view) + ("any",)
 
-    Each run also gives a curves-only copy of every row (its optional inputs dropped: gradients,
-    weights, test accuracy), marked by ``k = -k``, so the model learns to read curves alone, as
-    ``automl diagnose`` gets them; evaluation reads the full rows only."""
+
+def table(runs: list[dict[str, Any]], ks: tuple[int, ...], view: str = "full",
+          mixed: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """X (rows = run x k), Y (one column per target of ``view``), run index and k of each row.
+
+    Every row reads only the inputs of ``view`` (:func:`automl.diagnosis.restrict`). ``mixed``
+    (the design the views replaced, kept to measure it) adds a curves-only copy of every row,
+    marked by ``k = -k``; evaluation reads rows with ``k > 0`` only."""
+    labs = view_labels(view)
     X, Y, idx, kk = [], [], [], []
     for i, r in enumerate(runs):
-        y = [lab in r["labels"] for lab in LABELS] + [bool(r["labels"])]
-        bare = {key: v for key, v in r["run"].items() if key in CURVE_KEYS or key == "n_classes"}
+        y = [lab in r["labels"] for lab in labs]
+        y.append(any(y))
+        copies = [(restrict(r["run"], view), 1)] + ([(restrict(r["run"], "curves"), -1)] if mixed else [])
         for k in ks:
-            for run, sign in ((r["run"], 1), (bare, -1)):
+            for run, sign in copies:
                 X.append(features(run, k))
                 Y.append(y)
                 idx.append(i)
@@ -143,62 +155,64 @@ def predict_calibrated(fitted: tuple[Any, tuple[float, float]], X: np.ndarray) -
 
 
 def fit_predict(name: str, Xtr, Ytr, gtr, Xte) -> np.ndarray:
-    """Calibrated probabilities (rows of Xte x TARGETS) of model ``name`` trained on the given rows."""
+    """Calibrated probabilities (rows of Xte x columns of Ytr) of model ``name`` trained on the given rows."""
     return np.stack([predict_calibrated(fit_calibrated(MAKERS[name], Xtr, Ytr[:, j], gtr), Xte)
-                     for j in range(len(TARGETS))], axis=1)
+                     for j in range(Ytr.shape[1])], axis=1)
 
 
-def rule_predict(runs: list[dict[str, Any]], idx: np.ndarray, kk: np.ndarray) -> np.ndarray:
-    out = np.zeros((len(idx), len(TARGETS)))
+def rule_predict(runs: list[dict[str, Any]], idx: np.ndarray, kk: np.ndarray, view: str) -> np.ndarray:
+    labs = view_labels(view)
+    out = np.zeros((len(idx), len(labs) + 1))
     for row, (i, k) in enumerate(zip(idx, kk)):
-        got = rule_labels(runs[i]["run"], int(k))
-        out[row, : len(LABELS)] = [lab in got for lab in LABELS]
-        out[row, -1] = bool(got)
+        got = rule_labels(restrict(runs[i]["run"], view), int(k))
+        out[row, :-1] = [lab in got for lab in labs]
+        out[row, -1] = bool(got & set(labs))
     return out
 
 
 # ------------------------------------------------------------------------------------- metrics
-def scores(P: np.ndarray, Y: np.ndarray) -> dict[str, Any]:
+def scores(P: np.ndarray, Y: np.ndarray, labs: tuple[str, ...], healthy: np.ndarray) -> dict[str, Any]:
+    """Per-label F1 and PR-AUC, macro/micro-F1 over the labels with positives, and the share of
+    ``healthy`` rows (runs with no label at all) given any label."""
     from sklearn.metrics import average_precision_score, f1_score
 
     pred = P >= 0.5
     per = {}
-    for j, lab in enumerate(LABELS):
+    for j, lab in enumerate(labs):
         if Y[:, j].sum() == 0:
             continue
         per[lab] = {"f1": float(f1_score(Y[:, j], pred[:, j], zero_division=0)),
                     "pr_auc": float(average_precision_score(Y[:, j], P[:, j])),
                     "positives": int(Y[:, j].sum())}
-    healthy = Y[:, -1] == 0
-    labs = [j for j, lab in enumerate(LABELS) if lab in per]
+    cols = [j for j, lab in enumerate(labs) if lab in per]
     return {
-        "macro_f1": float(np.mean([per[LABELS[j]]["f1"] for j in labs])),
-        "micro_f1": float(f1_score(Y[:, labs], pred[:, labs], average="micro", zero_division=0)),
-        "false_alarms_healthy": float(pred[healthy][:, : len(LABELS)].any(axis=1).mean()) if healthy.any() else None,
+        "macro_f1": float(np.mean([per[labs[j]]["f1"] for j in cols])),
+        "micro_f1": float(f1_score(Y[:, cols], pred[:, cols], average="micro", zero_division=0)),
+        "false_alarms_healthy": float(pred[healthy][:, : len(labs)].any(axis=1).mean()) if healthy.any() else None,
         "healthy_runs": int(healthy.sum()),
         "per_label": per,
     }
 
 
-def _cv(runs, name: str, splits, tab) -> np.ndarray:
-    """Out-of-fold probabilities for every row of ``tab`` (every run at every k of K_TRAIN)."""
+def _cv(runs, name: str, splits, tab, view: str) -> np.ndarray:
+    """Out-of-fold probabilities for every row of ``tab`` with k > 0."""
     Xall, Yall, Iall, Kall = tab
     P = np.zeros(Yall.shape)
     for tr_runs, te_runs in splits:
         tr = np.isin(Iall, tr_runs)
         te = np.isin(Iall, te_runs) & (Kall > 0)
         if name == "rules":
-            P[te] = rule_predict(runs, Iall[te], Kall[te])
+            P[te] = rule_predict(runs, Iall[te], Kall[te], view)
         else:
             P[te] = fit_predict(name, Xall[tr], Yall[tr], Iall[tr], Xall[te])
     return P
 
 
-def detection_epochs(P, Y, I, K) -> dict[str, float]:
+def detection_epochs(P, Y, I, K, labs) -> dict[str, float]:
     """Per label: median over its positive runs of the first k (2..8) at which it is predicted;
     and the share of positive runs never detected by k = 8."""
     out = {}
-    for j, lab in enumerate(LABELS):
+    for j, lab in enumerate(labs):
         firsts, missed = [], 0
         for i in np.unique(I[Y[:, j] == 1]):
             rows = (I == i) & (K > 0)
@@ -213,16 +227,16 @@ def detection_epochs(P, Y, I, K) -> dict[str, float]:
     return out
 
 
-def confusion(P, Y) -> dict[str, dict[str, float]]:
+def confusion(P, Y, labs) -> dict[str, dict[str, float]]:
     """For runs with true label A and without B: the share predicted B (the top confusions)."""
     pred = P >= 0.5
     out = {}
-    for a, la in enumerate(LABELS):
+    for a, la in enumerate(labs):
         has = Y[:, a] == 1
         if not has.any():
             continue
         row = {}
-        for b, lb in enumerate(LABELS):
+        for b, lb in enumerate(labs):
             m = has & (Y[:, b] == 0)
             if m.any() and pred[m, b].mean() >= 0.05:
                 row[lb] = float(pred[m, b].mean())
@@ -230,69 +244,103 @@ def confusion(P, Y) -> dict[str, dict[str, float]]:
     return out
 
 
-def evaluate(models: tuple[str, ...] = ("rules", "logistic", "forest", "xgboost", "ensemble")) -> dict[str, Any]:
+def _splits(runs):
     from sklearn.model_selection import GroupKFold
 
-    runs = load_corpus()
-    n = len(runs)
-    ids = np.arange(n)
+    ids = np.arange(len(runs))
     families = np.array([r["family"] for r in runs])
     kfold = [(ids[tr], ids[te]) for tr, te in GroupKFold(n_splits=5).split(ids, groups=ids)]
     loao = [(ids[families != f], ids[families == f]) for f in sorted(set(families))]
-    out: dict[str, Any] = {"runs": n, "families": {f: int((families == f).sum()) for f in sorted(set(families))},
-                           "label_runs": {lab: sum(lab in r["labels"] for r in runs) for lab in LABELS},
-                           "healthy_runs": sum(not r["labels"] for r in runs), "models": {}}
-    tab = table(runs, K_TRAIN)
+    return ids, families, {"groupkfold": kfold, "loao": loao}
+
+
+def _entry(P, tab, labs, healthy_run, ids, families, proto, entry) -> None:
     _, Y, I, K = tab
+    entry[proto] = {f"k{k}": scores(P[K == k], Y[K == k], labs, healthy_run[I[K == k]]) for k in K_EVAL}
+    if proto == "groupkfold":
+        entry["detection"] = detection_epochs(P, Y, I, K, labs)
+        entry["confusion_k5"] = confusion(P[K == 5], Y[K == 5], labs)
+    else:
+        entry["loao_by_family_k5"] = {}
+        for f in sorted(set(families)):
+            m = (K == 5) & np.isin(I, ids[families == f])
+            entry["loao_by_family_k5"][f] = scores(P[m], Y[m], labs, healthy_run[I[m]])["macro_f1"]
+
+
+def evaluate(models: tuple[str, ...] = ("rules", "logistic", "forest", "xgboost", "ensemble"),
+             views: tuple[str, ...] = tuple(v for v in VIEWS if v != "full"), mixed: bool = True) -> dict[str, Any]:
+    """The model comparison on the full view; the shipped model (XGBoost) on every other view; and,
+    with ``mixed``, XGBoost trained on full rows plus curves-only copies (the design views replaced)."""
+    runs = load_corpus()
+    ids, families, splits = _splits(runs)
+    healthy_run = np.array([not r["labels"] for r in runs])
+    out: dict[str, Any] = {"runs": len(runs), "families": {f: int((families == f).sum()) for f in sorted(set(families))},
+                           "label_runs": {lab: sum(lab in r["labels"] for r in runs) for lab in LABELS},
+                           "healthy_runs": int(healthy_run.sum()), "models": {}, "views": {}}
+    tab = table(runs, K_TRAIN, "full")
+    labs = view_labels("full")
     cache: dict[tuple[str, str], np.ndarray] = {}
     for name in models:
         t0 = time.time()
         entry: dict[str, Any] = {}
-        for proto, splits in (("groupkfold", kfold), ("loao", loao)):
+        for proto, sp in splits.items():
             if name == "ensemble":  # the mean of the three learned models' calibrated probabilities
-                P = np.mean([cache[m, proto] if (m, proto) in cache else _cv(runs, m, splits, tab) for m in MAKERS], axis=0)
+                P = np.mean([cache[m, proto] if (m, proto) in cache else _cv(runs, m, sp, tab, "full") for m in MAKERS], axis=0)
             else:
-                P = cache[name, proto] = _cv(runs, name, splits, tab)
-            entry[proto] = {f"k{k}": scores(P[K == k], Y[K == k]) for k in K_EVAL}
-            if proto == "groupkfold":
-                entry["detection"] = detection_epochs(P, Y, I, K)
-                entry["confusion_k5"] = confusion(P[K == 5], Y[K == 5])
-            if proto == "loao":
-                entry["loao_by_family_k5"] = {}
-                for f in sorted(set(families)):
-                    m = (K == 5) & np.isin(I, ids[families == f])
-                    entry["loao_by_family_k5"][f] = scores(P[m], Y[m])["macro_f1"]
+                P = cache[name, proto] = _cv(runs, name, sp, tab, "full")
+            _entry(P, tab, labs, healthy_run, ids, families, proto, entry)
         entry["seconds"] = round(time.time() - t0, 1)
         out["models"][name] = entry
         print(f"{name}: k5 macro-F1 {entry['groupkfold']['k5']['macro_f1']:.3f} (LOAO {entry['loao']['k5']['macro_f1']:.3f})"
+              f" in {entry['seconds']} s", flush=True)
+    jobs = [(v, v, False) for v in views] + ([("mixed", "full", True)] if mixed else [])
+    for key, view, mix in jobs:
+        t0 = time.time()
+        vtab = table(runs, K_TRAIN, view, mixed=mix)
+        entry = {"labels": list(view_labels(view))}
+        for proto, sp in splits.items():
+            _entry(_cv(runs, "xgboost", sp, vtab, view), vtab, view_labels(view), healthy_run, ids, families, proto, entry)
+        entry["seconds"] = round(time.time() - t0, 1)
+        out["views"][key] = entry
+        print(f"view {key}: k5 macro-F1 {entry['groupkfold']['k5']['macro_f1']:.3f} (LOAO {entry['loao']['k5']['macro_f1']:.3f})"
               f" in {entry['seconds']} s", flush=True)
     return out
 
 
 # ------------------------------------------------------------------------------------- shipping
 def ship(name: str = "xgboost", path: Path = MODEL_PATH) -> dict[str, Any]:
-    """Retrain model ``name`` (only ``xgboost`` is shippable as JSON) on the whole corpus and write it."""
+    """Retrain model ``name`` (only ``xgboost`` is shippable as JSON) on the whole corpus, one set
+    of heads per view, and write it (gzipped JSON)."""
     if name != "xgboost":
         raise ValueError(f"only 'xgboost' is shipped (its trees have a JSON format), not {name!r}.")
     runs = load_corpus()
-    X, Y, I, _ = table(runs, K_TRAIN)
-    heads = {}
-    for j, target in enumerate(TARGETS):
-        model, (a, b) = fit_calibrated(_xgb, X, Y[:, j], I)
-        booster = None if model is None else json.loads(model.get_booster().save_raw("json").decode())
-        heads[target] = {"booster": booster, "platt": [a, b]}
+    views, rows = {}, 0
+    for view in VIEWS:
+        X, Y, I, _ = table(runs, K_TRAIN, view)
+        rows += len(X)
+        heads = {}
+        for j, target in enumerate(targets(view)):
+            model, (a, b) = fit_calibrated(_xgb, X, Y[:, j], I)
+            booster = None if model is None else json.loads(model.get_booster().save_raw("json").decode())
+            heads[target] = {"booster": booster, "platt": [a, b]}
+        views[view] = heads
     digest = hashlib.sha256(BANK.read_bytes()).hexdigest()
-    doc = {"format": "automl-diagnosis", "version": 1, "model": "xgboost",
+    doc = {"format": "automl-diagnosis", "version": 2, "model": "xgboost",
            "created": _dt.date.today().isoformat(), "features": list(FEATURES), "labels": list(LABELS),
            "k_range": [min(K_TRAIN), max(K_TRAIN)], "threshold": 0.5,
            "training": {"corpus": str(BANK.relative_to(ROOT)), "corpus_sha256": digest, "runs": len(runs),
-                        "rows": int(len(X)), "retrain": "python benchmarks/failure_study.py ship"},
-           "heads": heads}
-    path.write_text(json.dumps(doc, separators=(",", ":")))
+                        "rows": rows, "retrain": "python benchmarks/failure_study.py ship"},
+           "views": views}
+    path.write_bytes(gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0))
     return doc
 
 
 # ------------------------------------------------------------------------------------- report
+def _cells(e: dict[str, Any], proto: str) -> str:
+    return " | ".join(f"{e[proto][f'k{k}']['macro_f1']:.3f} / {e[proto][f'k{k}']['micro_f1']:.3f} / "
+                      f"{e[proto][f'k{k}']['false_alarms_healthy']:.1%}" for k in K_EVAL)
+
+
 def report(res: dict[str, Any]) -> str:
     m = res["models"]
     lines = ["# Failure meta-classifier (issue 6)", "",
@@ -300,20 +348,33 @@ def report(res: dict[str, Any]) -> str:
              "`python benchmarks/failure_corpus.py record` (see its docstring for causes and injections).", "",
              f"Corpus: {res['runs']} kept runs ({res['healthy_runs']} healthy); families {res['families']}; "
              f"runs per label {res['label_runs']}.", "",
-             "## Model comparison (macro-F1 / micro-F1 / false alarms on healthy runs)", "",
+             "Cells: macro-F1 / micro-F1 / false alarms on healthy runs (share of healthy runs given any label), "
+             "out of fold, a label predicted at p >= 0.5.", "",
+             "## Model comparison, full view (curves, test accuracy, gradients, weights)", "",
              "| model | protocol | k=3 | k=5 | k=8 |", "|---|---|---|---|---|"]
     for name, e in m.items():
         for proto in ("groupkfold", "loao"):
-            cells = [f"{e[proto][f'k{k}']['macro_f1']:.3f} / {e[proto][f'k{k}']['micro_f1']:.3f} / "
-                     f"{e[proto][f'k{k}']['false_alarms_healthy']:.1%}" for k in K_EVAL]
-            lines.append(f"| {name} | {proto} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {proto} | {_cells(e, proto)} |")
     lines += ["", "Leave-one-architecture-out macro-F1 at k=5, per held-out family:", "",
               "| model | " + " | ".join(res["families"]) + " |", "|---|" + "---|" * len(res["families"])]
     for name, e in m.items():
         lines.append(f"| {name} | " + " | ".join(f"{e['loao_by_family_k5'][f]:.3f}" for f in res["families"]) + " |")
+    if res.get("views"):
+        lines += ["", "## The shipped model (XGBoost) per view: what it does with fewer inputs", "",
+                  "A run is read by the largest view whose inputs it has (`automl.diagnosis.VIEWS`); "
+                  "views without `test_acc` do not assess `shift` (its macro-F1 is over the other labels). "
+                  "`mixed` is one XGBoost model trained on full rows plus curves-only copies, scored on the full rows: "
+                  "the design the views replaced.", "",
+                  "| view | protocol | k=3 | k=5 | k=8 |", "|---|---|---|---|---|"]
+        for key, e in res["views"].items():
+            for proto in ("groupkfold", "loao"):
+                lines.append(f"| {key} | {proto} | {_cells(e, proto)} |")
+        if "xgboost" in m:
+            for proto in ("groupkfold", "loao"):
+                lines.append(f"| full | {proto} | {_cells(m['xgboost'], proto)} |")
     best = res.get("shipped", "xgboost")
     e = m[best]
-    lines += ["", f"## Per label, shipped model ({best}), GroupKFold by run", "",
+    lines += ["", f"## Per label, shipped model ({best}, full view), GroupKFold by run", "",
               "| label | runs | F1 k=3 | F1 k=5 | F1 k=8 | PR-AUC k=5 | median detection epoch | missed by k=8 |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for lab in LABELS:
@@ -335,13 +396,16 @@ def main(argv=None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("evaluate")
     ev.add_argument("--models", nargs="+", default=["rules", "logistic", "forest", "xgboost", "ensemble"])
+    ev.add_argument("--views", nargs="*", default=[v for v in VIEWS if v != "full"],
+                    help="views to score the shipped model on besides the full one")
+    ev.add_argument("--no-mixed", action="store_true", help="skip the mixed-input baseline")
     sub.add_parser("ship")
     args = ap.parse_args(argv)
     if args.cmd == "ship":
         doc = ship()
         print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size / 1e6:.1f} MB) from {doc['training']['runs']} runs")
         return
-    res = evaluate(tuple(args.models))
+    res = evaluate(tuple(args.models), tuple(args.views), not args.no_mixed)
     res["shipped"] = "xgboost"
     (RESULTS / "diagnosis.json").write_text(json.dumps(res, indent=1))
     (RESULTS / "diagnosis.md").write_text(report(res))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import sys
@@ -13,7 +14,8 @@ from click.testing import CliRunner
 
 from automl.cli import cli
 from automl.decision import Policy, Population, TrialHistory, decide
-from automl.diagnosis import MODEL_PATH, DiagnosisModel, diagnose, load_model, validate_curves
+from automl.diagnosis import (MODEL_PATH, VIEWS, DiagnosisModel, diagnose, load_model, restrict, validate_curves, view_labels,
+                              view_of)
 from automl.signals.failure import FEATURES, LABELS, features, rule_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,26 +69,51 @@ def test_one_epoch_is_refused():
 
 
 def test_shipped_model_loads_with_its_schema():
-    doc = json.loads(MODEL_PATH.read_text())
-    assert doc["format"] == "automl-diagnosis" and doc["version"] == 1
+    doc = json.loads(gzip.decompress(MODEL_PATH.read_bytes()))
+    assert doc["format"] == "automl-diagnosis" and doc["version"] == 2
     assert doc["features"] == list(FEATURES) and doc["labels"] == list(LABELS)
-    assert set(doc["heads"]) == set(LABELS) | {"any"}
+    assert set(doc["views"]) == set(VIEWS)
+    for view, heads in doc["views"].items():
+        assert set(heads) == set(view_labels(view)) | {"any"}, view
     with pytest.raises(ValueError, match="feature schema"):
         DiagnosisModel({**doc, "features": doc["features"][:-1]})
+    with pytest.raises(ValueError, match="version-2"):
+        DiagnosisModel({**doc, "version": 1})
+
+
+def test_views_follow_the_inputs_given():
+    grads = {"grad_norm_first": [1.0] * 6, "grad_norm_last": [1.0] * 6, "zero_grad_frac": [0.1] * 6}
+    weights = {"weight_norm": [3.0] * 6, "n_layers": 3}
+    assert view_of(FLAT) == "curves" and view_of(GOOD) == "test"
+    assert view_of({**FLAT, **grads}) == "grad" and view_of({**GOOD, **grads, **weights}) == "full"
+    assert view_of({**FLAT, **weights}) == "curves"  # weights are read only with gradients
+    assert view_of({**FLAT, "grad_norm_first": [1.0] * 6}) == "curves"  # a partial group is not read
+    assert set(restrict({**GOOD, **grads}, "test")) == set(GOOD)
+    assert "shift" not in view_labels("grad_weights") and "shift" in view_labels("grad_test")
 
 
 def test_diagnose_separates_a_stuck_run_from_a_healthy_one():
     stuck, good = diagnose(FLAT), diagnose(GOOD)
-    assert set(stuck.labels) == set(LABELS) and all(0.0 <= p <= 1.0 for p in stuck.labels.values())
+    assert set(stuck.labels) == set(LABELS) - {"shift"} and stuck.unassessed == ["shift"]  # no test_acc given
+    assert set(good.labels) == set(LABELS) and good.view == "test"
+    assert all(0.0 <= p <= 1.0 for p in stuck.labels.values())
     assert stuck.healthy < 0.5 and good.healthy > stuck.healthy + 0.3
     assert {"underfit", "plateau"} & set(stuck.present)
     assert any(r.startswith(stuck.present[0]) for r in stuck.reasons)
+    assert any(r.startswith("shift not assessed: it needs test_acc") for r in stuck.reasons)
     assert not good.present and "no failure label" in good.reasons[0]
+
+
+def test_diagnose_says_what_it_ignored():
+    d = diagnose({**FLAT, "grad_norm_first": [1.0] * 6})
+    assert d.view == "curves"
+    assert any("ignored grad_norm_first" in r and "grad_norm_last, zero_grad_frac" in r for r in d.reasons), d.reasons
 
 
 def test_diagnose_reads_epoch_records(digits_records):
     d = diagnose(digits_records)
     assert d.epochs == min(len(digits_records), load_model().k_range[1])
+    assert d.view == "full"  # the trainer records test accuracy, gradients and weights
     assert d.healthy > 0.5, d
 
 
@@ -108,7 +135,7 @@ def test_cli_json_and_errors(tmp_path):
     res = CliRunner().invoke(cli, ["diagnose", str(path), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert set(out) == {"labels", "healthy", "reasons"} and set(out["labels"]) == set(LABELS)
+    assert set(out) == {"labels", "healthy", "reasons"} and set(out["labels"]) == set(LABELS) - {"shift"}
     res = CliRunner().invoke(cli, ["diagnose", str(path)])
     assert res.exit_code == 0 and "healthy p=" in res.output
     path.write_text(json.dumps({**FLAT, "val_acc": [0.1, None, "bad", 0.1, 0.1, 0.1]}))
