@@ -161,6 +161,9 @@ def test_decide_prunes_on_a_sure_failure_label_and_never_the_incumbent():
     assert v.action == "prune" and v.source == "failure", v
     assert v.evidence["label"] in policy.failure_labels and f"(p={v.evidence['p']:.2f})" in v.reason
     assert decide(stuck, pop, Policy(fallback="none")).source != "failure"  # off by default
+    assert "behind the median" in v.reason  # underfit and plateau are judged against the peers' pace
+    alone = Population([], direction="maximize", metric="val_acc", max_epochs=20)
+    assert decide(stuck, alone, policy).source != "failure"  # no peers: no pace to be behind
     worse = [TrialHistory(i, {e: 0.05 for e in range(1, 7)}) for i in range(3)]  # running, behind it
     led = Population(worse, direction="maximize", metric="val_acc", max_epochs=20)
     assert decide(stuck, led, policy).source == "incumbent"
@@ -183,3 +186,24 @@ def test_corpus_injections_do_what_they_say():
     run = _work(("test_invert", "linear", "digits", 0))
     assert run.signals["labels"] == list(CAUSES["test_invert"][0]) and run.signals["took"]
     assert run.curves["val_acc"][-1] - run.curves["test_acc"][-1] > 0.5
+
+
+def _diagnose_into(queue):
+    queue.put(diagnose(GOOD).healthy)
+
+
+def test_a_diagnosis_in_the_parent_does_not_hang_forked_workers():
+    """XGBoost's thread pool, once started, hung processes forked afterwards (replay --jobs 2)."""
+    import multiprocessing as mp
+
+    expected = diagnose(GOOD).healthy
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_diagnose_into, args=(queue,))
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "a forked process hung in its first diagnosis"
+    assert queue.get(timeout=5) == expected
