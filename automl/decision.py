@@ -131,6 +131,9 @@ class Policy(BaseModel):
             says the test data differ (every trial shares it), ``overfit`` and ``oscillation`` may
             still end best by the validation metric, ``plateau`` at a high level is convergence.
         failure_min_epochs: epochs read before the classifier may prune (it was validated at 3, 5, 8).
+        failure_relative: labels that depend on the task's pace (:data:`RELATIVE_FAILURES`:
+            ``underfit``, ``plateau``, ``oscillation``, ``overfit``) prune only a trial also behind
+            the median of at least 3 finished peers at that epoch. ``False``: the classifier alone.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -159,6 +162,7 @@ class Policy(BaseModel):
     failure_threshold: float = Field(0.9, gt=0.0, le=1.0)
     failure_labels: tuple[str, ...] = ("nonfinite", "exploding_gradient", "vanishing_gradient", "dying_relu", "underfit")
     failure_min_epochs: int = Field(3, ge=2)
+    failure_relative: bool = True
 
     @field_validator("failure_labels")
     @classmethod
@@ -335,7 +339,7 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
 
     # 3b. Failure labels: the meta-classifier on this trial's own records.
     if policy.failure == "model" and step >= policy.failure_min_epochs and trial_history.records:
-        verdict = _failure(trial_history, policy, step)
+        verdict = _failure(trial_history, policy, step, current, peers_now, sign, population.metric)
         if verdict is not None:
             return verdict
 
@@ -471,7 +475,18 @@ def converged_verdict(trial_history: TrialHistory, direction: Direction, policy:
     return Verdict(action="converged", reason=reason, evidence=evidence, predicted_final=values[step], source="dynamics")
 
 
-def _failure(trial: TrialHistory, policy: Policy, step: int) -> Optional[Verdict]:
+#: Labels that depend on the task's pace: the classifier learned them on 12-epoch runs, and on a
+#: slower task a run still climbing at epoch 5 looks just like one that will never learn. They
+#: prune only a trial that is also behind the median of its finished peers at the same epoch, with
+#: ``Policy(failure_relative=True)`` (on 108 runs it had never seen, from 40-epoch tasks slower than
+#: its corpus, "underfit" fell on 18% of the runs that ended in the better half at p >= 0.5 and on
+#: 1.8% at p >= 0.9: benchmarks/results/diagnosis_replay.md).
+RELATIVE_FAILURES = frozenset({"underfit", "plateau", "oscillation", "overfit"})
+_MIN_PEERS_RELATIVE = 3
+
+
+def _failure(trial: TrialHistory, policy: Policy, step: int, current: float, peers_now: Sequence[float],
+             sign: float, metric: str) -> Optional[Verdict]:
     """Prune on a failure label the classifier is sure of, with the label, p and its evidence."""
     from automl.diagnosis import diagnose
 
@@ -479,11 +494,16 @@ def _failure(trial: TrialHistory, policy: Policy, step: int) -> Optional[Verdict
         diag = diagnose(trial.records)
     except ValueError:  # records without the four curves: the classifier has nothing to read
         return None
-    hits = [lab for lab in diag.present if lab in policy.failure_labels and diag.labels[lab] >= policy.failure_threshold]
+    median = median_at_step(np.asarray(peers_now)) if len(peers_now) >= _MIN_PEERS_RELATIVE else None
+    behind = median is not None and current > median
+    hits = [lab for lab in diag.present if lab in policy.failure_labels and diag.labels[lab] >= policy.failure_threshold
+            and (lab not in RELATIVE_FAILURES or behind or not policy.failure_relative)]
     if not hits:
         return None
     lab = hits[0]
     why = next((r for r in diag.reasons if r.startswith(f"{lab} ")), lab)
+    if lab in RELATIVE_FAILURES and behind:
+        why += f", and {metric} {_fmt(sign * current)} is behind the median {_fmt(sign * median)} of {len(peers_now)} finished trials"
     return Verdict(
         action="prune",
         reason=f"failure at epoch {step}: {why}",
