@@ -248,7 +248,7 @@ def _splits(runs):
     from sklearn.model_selection import GroupKFold
 
     ids = np.arange(len(runs))
-    families = np.array([r["family"] for r in runs])
+    families = np.array([str(r["family"]) for r in runs], dtype=object)
     kfold = [(ids[tr], ids[te]) for tr, te in GroupKFold(n_splits=5).split(ids, groups=ids)]
     loao = [(ids[families != f], ids[families == f]) for f in sorted(set(families))]
     return ids, families, {"groupkfold": kfold, "loao": loao}
@@ -400,7 +400,11 @@ def main(argv=None) -> None:
                     help="views to score the shipped model on besides the full one")
     ev.add_argument("--no-mixed", action="store_true", help="skip the mixed-input baseline")
     sub.add_parser("ship")
+    sub.add_parser("report", help="rewrite diagnosis.md from diagnosis.json")
     args = ap.parse_args(argv)
+    if args.cmd == "report":
+        (RESULTS / "diagnosis.md").write_text(report(json.loads((RESULTS / "diagnosis.json").read_text())))
+        return
     if args.cmd == "ship":
         doc = ship()
         print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size / 1e6:.1f} MB) from {doc['training']['runs']} runs")
