@@ -206,7 +206,10 @@ def run_from_bank(row: Any) -> dict[str, Any]:
 
 
 def run_from_records(records: Sequence[Any], n_classes: Optional[int] = None) -> dict[str, Any]:
-    """The diagnosis input of a trial's ``EpochRecord`` list (objects or ``compact()`` dicts)."""
+    """The diagnosis input of a trial's ``EpochRecord`` list (objects or ``compact()`` dicts), or of
+    flat per-epoch dicts with ``grad_norm_first``/``grad_norm_last``/``zero_grad_frac`` (and
+    ``weight_norm``, ``n_layers``) instead of ``layers``, as ``automl.reporting.tune_metrics``
+    reports them to Ray Tune."""
     recs = [r if isinstance(r, Mapping) else r.compact() for r in records]
     get = lambda r, key: (math.nan if r.get(key) is None else float(r[key])) if key in r else math.nan  # noqa: E731
     run: dict[str, Any] = {key: [get(r, key) for r in recs] for key in CURVE_KEYS}
@@ -220,6 +223,12 @@ def run_from_records(records: Sequence[Any], n_classes: Optional[int] = None) ->
         run["zero_grad_frac"] = [_mean([l.get("zero_grad_frac") for l in ls]) for ls in layers]
         run["weight_norm"] = [_total_norm([l.get("weight_norm") for l in ls]) for ls in layers]
         run["n_layers"] = len(layers[0])
+    elif all(key in r for r in recs for key in GROUPS["grad"]):  # flattened, as Ray Tune results carry them
+        for key in GROUPS["grad"]:
+            run[key] = [get(r, key) for r in recs]
+        if all("weight_norm" in r and "n_layers" in r for r in recs):
+            run["weight_norm"] = [get(r, "weight_norm") for r in recs]
+            run["n_layers"] = int(recs[0]["n_layers"])
     if n_classes:
         run["n_classes"] = int(n_classes)
     return run

@@ -107,6 +107,12 @@ class EpochRecord(BaseModel):
         vals = [l.zero_grad_frac for l in self.layers if l.zero_grad_frac is not None]
         return float(sum(vals) / len(vals)) if vals else float("nan")
 
+    @property
+    def weight_norm(self) -> float:
+        """Total weight norm over layers (root of the sum of squares; nan if a layer lacks it)."""
+        vals = [_nan_if_none(l.weight_norm) for l in self.layers]
+        return math.sqrt(sum(v * v for v in vals)) if vals else float("nan")
+
     def compact(self) -> dict[str, Any]:
         """JSON-ready dict without the step-level activation trace (for Optuna user attrs)."""
         # Through JSON text so non-finite numbers become null (strict JSON), as in curve banks.

@@ -120,6 +120,14 @@ def _bank_record(run: Run, epoch: int) -> dict:
     return rec
 
 
+def _flat_record(run: Run, epoch: int) -> dict:
+    """What ``automl.reporting.tune_metrics`` would have reported to Ray Tune at ``epoch``."""
+    from automl.diagnosis import run_from_records
+
+    flat = run_from_records([_bank_record(run, epoch)])
+    return {key: v[0] if isinstance(v, list) else v for key, v in flat.items() if key != "n_classes"}
+
+
 def _optuna_pruner(name: str, budget: int, policy: Optional[Policy] = None) -> Any:
     import optuna
 
@@ -235,6 +243,7 @@ def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, polic
     scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget, policy)
     controller = _SequentialController()
     feed_dyn = policy is not None and policy.convergence != "off" and name == "signal-ray" and conv is not None
+    feed_fail = policy is not None and policy.failure != "off" and name == "signal-ray"
     consumed, converged = [], []
     for i, run in enumerate(runs):
         trial = Trial("__replay", trial_id=f"r{i:05d}", stub=True)
@@ -245,6 +254,8 @@ def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, polic
             result = {metric: value, "training_iteration": epoch}
             if feed_dyn and conv[i] is not None and epoch >= conv[i]:  # type: ignore[index, operator]
                 result["dynamics_converged_step"] = epoch  # as automl.report flattens the record
+            if feed_fail:
+                result.update(_flat_record(run, epoch))
             used = epoch
             decision = scheduler.on_trial_result(controller, trial, result)
             if decision == TrialScheduler.STOP and epoch < run.budget:

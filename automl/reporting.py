@@ -46,6 +46,8 @@ def tune_metrics(record: EpochRecord) -> dict[str, Any]:
         out["grad_norm_first"] = record.grad_norm_first
         out["grad_norm_last"] = record.grad_norm_last
         out["zero_grad_frac"] = record.zero_grad_frac
+        out["weight_norm"] = record.weight_norm
+        out["n_layers"] = len(record.layers)
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide
+from automl.records import METRICS
 
 __all__ = ["SignalScheduler"]
 
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 _MODES = {"min": "minimize", "max": "maximize"}
 # Result keys that decide() reads as the trial's latest record (as reported by automl.report).
 _RECORD_KEYS = ("epoch", "train_loss", "val_loss")
+#: What the failure classifier reads from each result (``automl.reporting.tune_metrics`` flattens a record so).
+_FAILURE_KEYS = ("epoch", *METRICS, "grad_norm_first", "grad_norm_last", "zero_grad_frac", "weight_norm", "n_layers")
 _DYN = "dynamics_"
 
 
@@ -134,8 +137,13 @@ class SignalScheduler(FIFOScheduler):
         dynamics = {k[len(_DYN):]: v for k, v in result.items() if k.startswith(_DYN)}
         if dynamics:  # the probe's convergence rule, as automl.report flattens it
             record["dynamics"] = dynamics
-        if self._policy.capacitance != "off":  # βeff per epoch of every trial feeds the population model
-            hist.records.append({"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")})  # type: ignore[attr-defined]
+        if self._policy.capacitance != "off" or self._policy.failure != "off":
+            # βeff per epoch of every trial feeds the population model; the failure classifier
+            # reads the trial's whole prefix of curves and gradient statistics.
+            stored = {"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")}
+            if self._policy.failure != "off":
+                stored.update({k: result[k] for k in _FAILURE_KEYS if k in result})
+            hist.records.append(stored)  # type: ignore[attr-defined]
             current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**record, **hist.records[-1]}])
         else:
             current = TrialHistory(hist.number, hist.values, records=(record,))

@@ -207,3 +207,18 @@ def test_a_diagnosis_in_the_parent_does_not_hang_forked_workers():
         child.kill()
     assert not hung, "a forked process hung in its first diagnosis"
     assert queue.get(timeout=5) == expected
+
+
+def test_failure_pruning_agrees_across_optuna_and_ray():
+    """The Ray scheduler reads the same prefix (flattened, as tune_metrics reports it) and decides the same."""
+    from automl.bank import read_bank
+    from automl.replay import replay_task
+
+    runs = read_bank(ROOT / "benchmarks" / "banks" / "dynamics" / "digits_mlp.jsonl.gz")
+    policy = Policy(failure="model", failure_relative=False)
+    a = replay_task(runs, "signal", seed=0, trials=18, policy=policy)
+    assert a == replay_task(runs, "signal-ray", seed=0, trials=18, policy=policy)
+    assert a.cost_epochs < replay_task(runs, "signal", seed=0, trials=18).cost_epochs  # the classifier pruned
+    relative = Policy(failure="model")
+    assert replay_task(runs, "signal", seed=0, trials=18, policy=relative) == replay_task(runs, "signal-ray", seed=0, trials=18,
+                                                                                          policy=relative)
