@@ -75,7 +75,8 @@ class Diagnosis(BaseModel):
     Attributes:
         labels: calibrated probability of every failure label the given inputs can show (all of
             ``LABELS`` but ``shift`` when no ``test_acc`` was given: see ``unassessed``).
-        healthy: probability that the run has none of them.
+        healthy: probability that the run has none of them (the "any failure" head's, at most
+            one minus the likeliest label's).
         reasons: one readable sentence per label at or above ``threshold``, with the numbers
             behind it; for a healthy run, the label that came closest; then what was not assessed.
         epochs: how many epochs the model read (the first ``epochs`` of the run).
@@ -355,7 +356,9 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     seen = restrict(run, view)
     probs = model.predict(features(seen, k)[None, :], view)
     labels = {lab: round(float(probs[lab][0]), 4) for lab in view_labels(view)}
-    healthy = round(1.0 - float(probs["any"][0]), 4)
+    # The "any failure" head is calibrated on its own; no failure can be likelier than the absence
+    # of the likeliest one, so healthy is capped by it (the heads never contradict each other).
+    healthy = round(min(1.0 - float(probs["any"][0]), 1.0 - max(labels.values())), 4)
     present = sorted((lab for lab in labels if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
     reasons = [f"{lab} (p={labels[lab]:.2f}): {_evidence(lab, seen, k)}" for lab in present]
     if not present:

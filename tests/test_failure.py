@@ -98,6 +98,8 @@ def test_diagnose_separates_a_stuck_run_from_a_healthy_one():
     assert set(good.labels) == set(LABELS) and good.view == "test"
     assert all(0.0 <= p <= 1.0 for p in stuck.labels.values())
     assert stuck.healthy < 0.5 and good.healthy > stuck.healthy + 0.3
+    for d in (stuck, good):
+        assert d.healthy <= 1.0 - max(d.labels.values()) + 1e-4  # never "healthy" beside a sure label
     assert {"underfit", "plateau"} & set(stuck.present)
     assert any(r.startswith(stuck.present[0]) for r in stuck.reasons)
     assert any(r.startswith("shift not assessed: it needs test_acc") for r in stuck.reasons)
