@@ -171,6 +171,31 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
         console.print(f"- {reason}", highlight=False)
 
 
+@cli.command()
+@click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or AUTOML_HOST).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8000, or AUTOML_PORT).")
+@click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///automl.db, or AUTOML_STORAGE).")
+def serve(host: Optional[str], port: Optional[int], storage: Optional[str]) -> None:
+    """Run the HTTP service (OpenAPI at /docs). Requests that start or cancel searches need
+    AUTOML_API_TOKEN, sent as 'Authorization: Bearer <token>'."""
+    import uvicorn
+
+    from automl.service import ServiceSettings, create_app
+    from automl.storage import StorageError, open_storage
+
+    given = {k: v for k, v in (("host", host), ("port", port), ("storage", storage)) if v is not None}
+    settings = ServiceSettings(**given)
+    try:
+        open_storage(settings.storage)
+    except StorageError as exc:
+        raise click.UsageError(str(exc)) from None
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_token is None:
+        raise click.UsageError(f"binding to {settings.host!r} beyond loopback needs AUTOML_API_TOKEN set.")
+    if settings.api_token is None:
+        click.echo("AUTOML_API_TOKEN is not set: searches cannot be started or cancelled, only read.", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks: replay recorded curves through pruners."""

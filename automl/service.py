@@ -1,0 +1,341 @@
+"""The HTTP service: ``automl serve`` (FastAPI on uvicorn).
+
+Endpoints (OpenAPI at ``/docs``):
+
+- ``POST /v1/searches`` ``{space, dataset, trials, epochs, pruner, backend, metric, seed}`` -> 202
+  ``{id, state, ...}``. The search runs in its own worker process (never in the event loop) and
+  every trial is persisted in the Optuna storage, in a study named ``search-<id>``;
+- ``GET /v1/searches``; ``GET /v1/searches/{id}`` -> ``{id, state, progress, leaderboard: [{number,
+  state, params, value, epochs, reason}]}`` with Optuna's trial states (``COMPLETE``, ``PRUNED``...);
+  ``DELETE /v1/searches/{id}`` cancels a running search (its running trials end ``FAIL``);
+- ``POST /v1/diagnose`` (the JSON of ``automl diagnose``) -> ``{labels, healthy, reasons}``;
+- ``POST /v1/recommend`` ``{arch}``: 503 until the ENN recommender (``automl.recommend``) exists;
+- ``GET /v1/health``.
+
+A search's state is kept in its study (user attribute ``service_state``): ``queued``, ``running``,
+``done``, ``failed`` (with the error), ``cancelled``, or ``interrupted``: a service that restarts
+finds searches it was running and marks them so, their running trials ``FAIL``; finished trials are
+never lost. Settings: :class:`ServiceSettings` (environment variables ``AUTOML_*``). Requests that
+start or cancel work need ``Authorization: Bearer <AUTOML_API_TOKEN>`` (compared in constant time);
+reads and the stateless ``diagnose``/``recommend`` need none. Bodies over ``max_body_bytes`` get 413.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import multiprocessing
+import threading
+import uuid
+from typing import Any, Literal, Optional
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from automl.data import DATASETS
+
+__all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
+
+SPACES = ("mlp", "cnn", "resnet", "resnet_small")
+STUDY_PREFIX = "search-"
+ACTIVE = ("queued", "running")
+
+
+class ServiceSettings(BaseSettings):
+    """``automl serve`` settings; each is read from ``AUTOML_<NAME>`` unless given."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOML_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    storage: str = "sqlite:///automl.db"
+    api_token: Optional[SecretStr] = None
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+
+class SearchRequest(BaseModel):
+    """The body of ``POST /v1/searches``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: Literal[SPACES]  # type: ignore[valid-type]
+    dataset: Literal[DATASETS]  # type: ignore[valid-type]
+    trials: int = Field(20, ge=1, le=10_000)
+    epochs: int = Field(10, ge=1, le=1_000)
+    pruner: Literal["signal", "median", "asha", "hyperband", "none"] = "signal"
+    backend: Literal["optuna", "ray"] = "optuna"
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+def _finite(x: Any) -> Any:
+    return x if not isinstance(x, float) or math.isfinite(x) else None
+
+
+def _work(settings: dict[str, Any]) -> None:
+    """A search's worker process: run it, and leave its state in the study."""
+    import optuna
+
+    from automl.search import SearchSettings, run_search
+    from automl.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = SearchSettings(**settings)
+    study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    study.set_user_attr("service_state", "running")
+    try:
+        run_search(s)
+    except BaseException as exc:  # noqa: BLE001 - any end of the worker is recorded, then re-raised
+        study.set_user_attr("service_state", "failed")
+        study.set_user_attr("service_error", f"{type(exc).__name__}: {exc}")
+        raise
+    study.set_user_attr("service_state", "done")
+
+
+class SearchManager:
+    """Searches started by this service, each a study ``search-<id>`` in one Optuna storage."""
+
+    def __init__(self, storage: str) -> None:
+        from automl.storage import open_storage
+
+        self.url = storage
+        self.storage = open_storage(storage)
+        self._procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._lock = threading.Lock()
+        self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        self.recover()
+
+    # -- reading -----------------------------------------------------------------------------
+    def _load(self, sid: str) -> Any:
+        import optuna
+
+        try:
+            return optuna.load_study(study_name=STUDY_PREFIX + sid, storage=self.storage)
+        except KeyError:
+            raise KeyError(sid) from None
+
+    def ids(self) -> list[str]:
+        import optuna
+
+        names = [s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)]
+        return sorted(n[len(STUDY_PREFIX):] for n in names if n.startswith(STUDY_PREFIX))
+
+    def status(self, sid: str, *, with_leaderboard: bool = True) -> dict[str, Any]:
+        """``{id, state, progress, request, error, leaderboard}``; raises ``KeyError`` for an unknown id."""
+        from automl.search import leaderboard
+
+        study = self._load(sid)
+        attrs = study.user_attrs
+        state, error = attrs.get("service_state", "unknown"), attrs.get("service_error")
+        with self._lock:
+            proc = self._procs.get(sid)
+        if state in ACTIVE and proc is not None and not proc.is_alive() and proc.exitcode not in (0, None):
+            # the worker died before it could say so (killed, out of memory)
+            state, error = "failed", f"the worker process exited with code {proc.exitcode}"
+            self._end(study, state, error)
+        rows = leaderboard(study)
+        requested = int(attrs.get("service_trials", 0)) or len(rows)
+        finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
+        out: dict[str, Any] = {
+            "id": sid, "state": state, "progress": {"finished": finished, "requested": requested,
+                                                     "fraction": round(finished / requested, 4) if requested else 0.0},
+            "request": attrs.get("service_request"), "error": error,
+        }
+        if with_leaderboard:
+            out["leaderboard"] = [{**r, "value": _finite(r["value"])} for r in rows]
+        return out
+
+    # -- changing ----------------------------------------------------------------------------
+    def start(self, req: SearchRequest) -> str:
+        from automl.search import SearchSettings, _create_study
+
+        sid = uuid.uuid4().hex[:12]
+        settings = SearchSettings(**req.model_dump(), storage=self.url, study=STUDY_PREFIX + sid)
+        study = _create_study(settings, self.storage)
+        study.set_user_attr("service_state", "queued")
+        study.set_user_attr("service_trials", req.trials)
+        study.set_user_attr("service_request", req.model_dump())
+        proc = self._ctx.Process(target=_work, args=(settings.model_dump(),), name=f"automl-search-{sid}", daemon=False)
+        proc.start()
+        with self._lock:
+            self._procs[sid] = proc
+        return sid
+
+    def cancel(self, sid: str) -> dict[str, Any]:
+        """Stop a search; its running trials end ``FAIL``. Raises ``KeyError`` for an unknown id."""
+        study = self._load(sid)
+        with self._lock:
+            proc = self._procs.pop(sid, None)
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        if study.user_attrs.get("service_state") in ACTIVE:
+            self._end(study, "cancelled", "cancelled by DELETE /v1/searches")
+        return self.status(sid, with_leaderboard=False)
+
+    def recover(self) -> list[str]:
+        """Mark searches a previous service left queued or running as ``interrupted`` (their
+        running trials ``FAIL``); finished trials stay. Returns their ids."""
+        found = []
+        for sid in self.ids():
+            study = self._load(sid)
+            if study.user_attrs.get("service_state") in ACTIVE and sid not in self._procs:
+                self._end(study, "interrupted", "the service stopped while this search ran")
+                found.append(sid)
+        return found
+
+    def _end(self, study: Any, state: str, why: str) -> None:
+        from optuna.trial import TrialState
+
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.storage.set_trial_system_attr(t._trial_id, "fail_reason", why)
+            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.set_user_attr("service_state", state)
+        study.set_user_attr("service_error", why)
+
+    def shutdown(self) -> None:
+        """Stop every worker this service started (their searches end ``interrupted``)."""
+        with self._lock:
+            sids = list(self._procs)
+        for sid in sids:
+            with self._lock:
+                proc = self._procs.pop(sid, None)
+            if proc is not None and proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+            study = self._load(sid)
+            if study.user_attrs.get("service_state") in ACTIVE:
+                self._end(study, "interrupted", "the service stopped while this search ran")
+
+
+# ------------------------------------------------------------------------------------- the app
+class _BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes (declared or streamed) gets 413."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Any) -> None:
+        import json
+
+        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
+    """The FastAPI application (``automl serve`` runs it with uvicorn)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi.concurrency import run_in_threadpool
+
+    settings = settings or ServiceSettings()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state["searches"] = SearchManager(settings.storage)
+        yield
+        await run_in_threadpool(state["searches"].shutdown)
+
+    app = FastAPI(title="automl", version="1", lifespan=lifespan,
+                  description="Searches with early stopping that says why, failure diagnosis of training curves.")
+
+    def manager() -> SearchManager:
+        return state["searches"]
+
+    def require_token(request: Request) -> None:
+        expected = settings.api_token
+        if expected is None:
+            raise HTTPException(401, "this service has no AUTOML_API_TOKEN set: requests that start or cancel work are refused",
+                                headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode()):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <AUTOML_API_TOKEN>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "storage": settings.storage.split("://")[0]}
+
+    @app.post("/v1/searches", status_code=202, dependencies=[Depends(require_token)])
+    def start_search(req: SearchRequest, searches: SearchManager = Depends(manager)) -> dict[str, Any]:
+        sid = searches.start(req)
+        return searches.status(sid, with_leaderboard=False)
+
+    @app.get("/v1/searches")
+    def list_searches(searches: SearchManager = Depends(manager)) -> list[dict[str, Any]]:
+        return [searches.status(sid, with_leaderboard=False) for sid in searches.ids()]
+
+    @app.get("/v1/searches/{sid}")
+    def get_search(sid: str, searches: SearchManager = Depends(manager)) -> dict[str, Any]:
+        try:
+            return searches.status(sid)
+        except KeyError:
+            raise HTTPException(404, f"no search {sid!r}") from None
+
+    @app.delete("/v1/searches/{sid}", dependencies=[Depends(require_token)])
+    def cancel_search(sid: str, searches: SearchManager = Depends(manager)) -> dict[str, Any]:
+        try:
+            return searches.cancel(sid)
+        except KeyError:
+            raise HTTPException(404, f"no search {sid!r}") from None
+
+    @app.post("/v1/diagnose")
+    def diagnose(curves: dict[str, Any], k: Optional[int] = None, n_classes: Optional[int] = None) -> dict[str, Any]:
+        from automl.diagnosis import diagnose as _diagnose
+
+        try:
+            return _diagnose(curves, k=k, n_classes=n_classes).public()
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.post("/v1/recommend")
+    def recommend(body: dict[str, Any]) -> dict[str, Any]:
+        import automl
+
+        if not hasattr(automl, "recommend"):
+            raise HTTPException(503, "the guidance-network recommender is not built yet (issue 7): "
+                                     "POST /v1/recommend answers once automl.recommend exists")
+        if not isinstance(body.get("arch"), str):
+            raise HTTPException(422, "body needs 'arch', an architecture spec such as 'mlp:784-128-64-10'")
+        try:
+            return automl.recommend(body["arch"])
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,136 @@
+"""The HTTP service: searches in worker processes, auth, limits, errors, diagnose, recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from automl.service import SearchManager, SearchRequest, ServiceSettings, create_app
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FLAT = {"train_loss": [2.30] * 6, "val_loss": [2.30] * 6, "train_acc": [0.10, 0.11, 0.10, 0.10, 0.11, 0.10],
+        "val_acc": [0.10] * 6}
+SMALL = {"space": "mlp", "dataset": "digits", "trials": 3, "epochs": 2, "pruner": "median", "seed": 0}
+
+
+@pytest.fixture()
+def client(tmp_path):
+    settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}", api_token=TOKEN, max_body_bytes=20_000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _wait(client, sid, until, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        doc = client.get(f"/v1/searches/{sid}").json()
+        if until(doc):
+            return doc
+        time.sleep(0.5)
+    raise AssertionError(f"search {sid} never got there: {doc}")
+
+
+def test_health_and_openapi(client):
+    assert client.get("/v1/health").json()["status"] == "ok"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/searches", "/v1/searches/{sid}", "/v1/diagnose", "/v1/recommend", "/v1/health"} <= set(paths)
+
+
+@pytest.mark.slow
+def test_a_search_runs_in_a_worker_and_is_persisted(client):
+    assert client.post("/v1/searches", json=SMALL).status_code == 401
+    assert client.post("/v1/searches", json=SMALL, headers={"Authorization": "Bearer nope"}).status_code == 401
+    res = client.post("/v1/searches", json=SMALL, headers=AUTH)
+    assert res.status_code == 202, res.text
+    sid = res.json()["id"]
+    assert res.json()["state"] in ("queued", "running")
+    doc = _wait(client, sid, lambda d: d["state"] not in ("queued", "running"))
+    assert doc["state"] == "done", doc
+    assert doc["progress"] == {"finished": 3, "requested": 3, "fraction": 1.0}
+    assert len(doc["leaderboard"]) == 3
+    assert {r["state"] for r in doc["leaderboard"]} <= {"COMPLETE", "PRUNED"}
+    assert set(doc["leaderboard"][0]) == {"number", "state", "params", "value", "epochs", "reason"}
+    assert [s["id"] for s in client.get("/v1/searches").json()] == [sid]
+
+
+def test_bad_requests_name_what_was_wrong(client):
+    res = client.post("/v1/searches", json={**SMALL, "trials": 0}, headers=AUTH)
+    assert res.status_code == 422 and "trials" in res.text
+    res = client.post("/v1/searches", json={**SMALL, "space": "transformer"}, headers=AUTH)
+    assert res.status_code == 422 and "space" in res.text
+    res = client.post("/v1/searches", json={**SMALL, "colour": "red"}, headers=AUTH)
+    assert res.status_code == 422 and "colour" in res.text
+    assert client.get("/v1/searches/doesnotexist").status_code == 404
+    assert client.delete("/v1/searches/doesnotexist", headers=AUTH).status_code == 404
+    assert client.delete("/v1/searches/doesnotexist").status_code == 401
+
+
+def test_oversized_bodies_get_413(client):
+    big = {**FLAT, "train_loss": [2.3] * 5000}
+    assert client.post("/v1/diagnose", json=big).status_code == 413
+
+
+def test_diagnose_and_recommend(client):
+    res = client.post("/v1/diagnose", json=FLAT)
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert set(body) == {"labels", "healthy", "reasons"} and body["healthy"] < 0.5
+    res = client.post("/v1/diagnose", json={**FLAT, "val_acc": [0.1, "x", 0.1, 0.1, 0.1, 0.1]})
+    assert res.status_code == 422 and "val_acc" in res.text
+    res = client.post("/v1/recommend", json={"arch": "mlp:784-128-10"})
+    assert res.status_code == 503 and "not built yet" in res.json()["detail"]
+
+
+def test_no_token_configured_refuses_work(tmp_path):
+    settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}")
+    with TestClient(create_app(settings)) as c:
+        res = c.post("/v1/searches", json=SMALL, headers=AUTH)
+        assert res.status_code == 401 and "AUTOML_API_TOKEN" in res.text
+
+
+@pytest.mark.slow
+def test_cancel_and_a_killed_service_keep_finished_trials(tmp_path):
+    """DELETE ends a search (running trials FAIL); a service that dies mid-search and restarts marks
+    the search interrupted and keeps every finished trial."""
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    long = SearchRequest(**{**SMALL, "trials": 200, "epochs": 30, "pruner": "none"})
+    mgr = SearchManager(url)
+    try:
+        sid = mgr.start(long)
+        deadline = time.time() + 240
+        while mgr.status(sid)["progress"]["finished"] < 1 and time.time() < deadline:
+            time.sleep(0.5)
+        out = mgr.cancel(sid)
+        assert out["state"] == "cancelled"
+        doc = mgr.status(sid)
+        assert doc["progress"]["finished"] >= 1
+        assert "RUNNING" not in {r["state"] for r in doc["leaderboard"]}
+
+        sid3 = mgr.start(long)  # a worker killed under a live service: the search fails, its trials stay
+        while mgr.status(sid3)["progress"]["finished"] < 1 and time.time() < deadline + 240:
+            time.sleep(0.5)
+        os.kill(mgr._procs[sid3].pid, signal.SIGKILL)
+        mgr._procs[sid3].join(10)
+        doc = mgr.status(sid3)
+        assert doc["state"] == "failed" and "-9" in doc["error"], doc
+        assert doc["progress"]["finished"] >= 1 and "RUNNING" not in {r["state"] for r in doc["leaderboard"]}
+
+        sid2 = mgr.start(long)
+        while mgr.status(sid2)["progress"]["finished"] < 1 and time.time() < deadline + 480:
+            time.sleep(0.5)
+        kept = mgr.status(sid2)["progress"]["finished"]
+        os.kill(mgr._procs[sid2].pid, signal.SIGKILL)  # the worker dies with the service's process group
+        mgr._procs[sid2].join(10)
+    finally:
+        mgr._procs.clear()  # this manager is "dead": a new one takes over the storage
+    restarted = SearchManager(url)
+    doc = restarted.status(sid2)
+    assert doc["state"] == "interrupted" and "stopped" in doc["error"]
+    assert doc["progress"]["finished"] >= kept
+    assert "RUNNING" not in {r["state"] for r in doc["leaderboard"]}
+    assert restarted.status(sid)["state"] == "cancelled"
