@@ -30,6 +30,9 @@ import uuid
 from typing import Any, Literal, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,6 +74,17 @@ class SearchRequest(BaseModel):
 
 def _finite(x: Any) -> Any:
     return x if not isinstance(x, float) or math.isfinite(x) else None
+
+
+def _json_safe(x: Any) -> Any:
+    """``x`` with non-finite floats written as strings ("nan", "inf"): strict JSON has no such numbers."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    return x
 
 
 def _work(settings: dict[str, Any]) -> None:
@@ -273,6 +287,11 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     app = FastAPI(title="automl", version="1", lifespan=lifespan,
                   description="Searches with early stopping that says why, failure diagnosis of training curves.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the bad input, and a NaN or inf in it made that a 500.
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
 
     def manager() -> SearchManager:
         return state["searches"]
