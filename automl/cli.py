@@ -49,6 +49,8 @@ def _storage_option(f):
 @click.option("--study", "study_name", default=None, help="Study name (default: SPACE-DATASET-PRUNER-seedSEED).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--n-jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Trials in parallel.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on one study (optuna backend; a storage they all reach, e.g. journal:// or PostgreSQL).")
 @click.option("--ray-address", default=None, help="Ray cluster address (e.g. 'auto'); default: a local Ray.")
 @click.option("--overwrite", is_flag=True, help="Delete a study of the same name first (default: add trials to it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard and summary as JSON.")
@@ -64,6 +66,7 @@ def search(
     study_name: Optional[str],
     seed: int,
     n_jobs: int,
+    workers: int,
     ray_address: Optional[str],
     overwrite: bool,
     as_json: bool,
@@ -72,7 +75,7 @@ def search(
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from automl.search import SearchSettings, run_search
+    from automl.search import SearchSettings, run_search, run_workers
     from automl.storage import StorageError, open_storage
 
     settings = SearchSettings(
@@ -96,10 +99,16 @@ def search(
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
             progress.update(task, advance=1, info=", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
 
+        def on_progress(finished: int) -> None:
+            progress.update(task, completed=finished, info=f"{workers} workers")
+
         try:
             # stdout carries only the leaderboard (or its JSON); Ray's own chatter goes to stderr.
             with contextlib.redirect_stdout(sys.stderr):
-                study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
+                if workers > 1:
+                    study = run_workers(settings, workers, overwrite=overwrite, on_progress=on_progress)
+                else:
+                    study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)

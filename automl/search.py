@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from automl.records import METRICS
 
-__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
+__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
 
 PRUNERS = ("signal", "median", "asha", "hyperband", "none")
 BACKENDS = ("optuna", "ray")
@@ -43,6 +44,7 @@ class SearchSettings(BaseModel):
     n_jobs: int = Field(1, ge=1)
     device: str = "cpu"
     ray_address: Optional[str] = None
+    worker: int = Field(0, ge=0)  # which of several processes on one study (its own sampler stream)
 
     @property
     def direction(self) -> str:
@@ -115,7 +117,8 @@ def _create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None,
         study_name=settings.study_name, storage=storage, direction=settings.direction, pruner=pruner, load_if_exists=True
     )
     # Seeded, but a second run into the same study must not replay the first run's draws.
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(settings.seed, len(study.get_trials(deepcopy=False))))
+    seed = settings.seed if settings.worker == 0 else zlib.crc32(f"{settings.seed}:worker{settings.worker}".encode()) & 0x7FFFFFFF
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(seed, len(study.get_trials(deepcopy=False))))
     if study.direction.name.lower() != settings.direction:
         raise ValueError(
             f"study {settings.study_name!r} already exists with direction {study.direction.name.lower()}, "
@@ -157,6 +160,57 @@ def run_search(
 
     study = _create_study(settings, storage, overwrite=overwrite)
     return run_ray(settings, space, study, on_trial_done)
+
+
+def _worker(settings: dict[str, Any]) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_search(SearchSettings(**settings))
+
+
+def run_workers(settings: SearchSettings, workers: int, *, overwrite: bool = False,
+                on_progress: Optional[Callable[[int], None]] = None, poll_s: float = 1.0) -> Any:
+    """Run ``settings.trials`` trials in ``workers`` processes on one study (Optuna backend), as
+    on several machines: the storage must be one they can all reach (``journal://`` on one
+    machine, PostgreSQL across machines; SQLite works on one machine with its file locks).
+    ``on_progress`` is called with the number of finished trials as they finish."""
+    import multiprocessing
+
+    import optuna
+
+    from automl.storage import open_storage
+
+    if settings.backend != "optuna":
+        raise ValueError(f"workers run the optuna backend; for Ray use --ray-address (got backend {settings.backend!r}).")
+    if settings.storage.strip() == "memory":
+        raise ValueError("worker processes cannot share the 'memory' storage; use journal:///FILE, sqlite:///FILE or PostgreSQL.")
+    storage = open_storage(settings.storage)
+    study = _create_study(settings, storage, overwrite=overwrite)
+    start = len(study.get_trials(deepcopy=False))
+    shares = [settings.trials // workers + (i < settings.trials % workers) for i in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=({**settings.model_dump(), "trials": n, "worker": i},), daemon=False)
+             for i, n in enumerate(shares) if n]
+    for p in procs:
+        p.start()
+    finished = -1
+    try:
+        while any(p.is_alive() for p in procs):
+            done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[start:])
+            if on_progress and done != finished:
+                on_progress(done)
+                finished = done
+            time.sleep(poll_s)
+    finally:
+        for p in procs:
+            p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if on_progress:
+        on_progress(sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[start:]))
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(procs)} worker processes failed (exit codes {failed}); finished trials are kept.")
+    return optuna.load_study(study_name=settings.study_name, storage=storage)
 
 
 def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
