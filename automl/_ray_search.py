@@ -108,6 +108,7 @@ class OptunaRecorder(Callback):
         user_attrs = {"ray_trial_id": trial.trial_id, "epochs": max(curve) if curve else 0}
         if failed:
             state, value = TrialState.FAIL, None
+            user_attrs["fail_reason"] = _ray_error(trial)
         elif reason is not None and last.get("prune_action", "prune") == "prune":
             state, value = TrialState.PRUNED, _last_finite(curve)  # as Optuna stores a pruned trial
             user_attrs.update({k: last.get(k) for k in ("prune_reason", "prune_epoch", "prune_source", "predicted_final")})
@@ -137,6 +138,27 @@ class OptunaRecorder(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._add(trial, failed=True)
+
+
+def _ray_error(trial: Any) -> str:
+    """The error a Ray trial raised, as one line. Ray writes it beside the trial, pickled and as
+    text, before it calls ``on_trial_error``."""
+    from ray import cloudpickle
+
+    from automl.search import error_text
+
+    try:
+        if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():
+            with open(trial.pickled_error_file, "rb") as f:
+                exc = cloudpickle.load(f)
+            # Ray wraps the trainable's exception (RayTaskError): report the user's own
+            cause = getattr(exc, "cause", None)
+            return error_text(cause if isinstance(cause, BaseException) else exc)
+        text = Path(trial.error_file).read_text() if trial.error_file and Path(trial.error_file).is_file() else ""
+    except Exception as exc:  # noqa: BLE001 - the trial is recorded FAIL either way
+        return f"the Ray trial raised; its error could not be read back ({error_text(exc)})"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    return lines[-1][:500] if lines else "the Ray trial raised (Ray kept no error text)"
 
 
 def _last_finite(curve: dict[int, float]) -> Optional[float]:

@@ -52,6 +52,9 @@ def _storage_option(f):
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on one study (optuna backend; a storage they all reach, e.g. journal:// or PostgreSQL).")
 @click.option("--ray-address", default=None, help="Ray cluster address (e.g. 'auto'); default: a local Ray.")
+@click.option("--heartbeat", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Seconds between a running trial's heartbeats on SQL storages; one silent for twice that is failed "
+                   "by the next trial any worker starts (0: off).")
 @click.option("--overwrite", is_flag=True, help="Delete a study of the same name first (default: add trials to it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard and summary as JSON.")
 def search(
@@ -68,6 +71,7 @@ def search(
     n_jobs: int,
     workers: int,
     ray_address: Optional[str],
+    heartbeat: int,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -75,12 +79,13 @@ def search(
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from automl.search import SearchSettings, run_search, run_workers
+    from automl.search import SearchSettings, WorkerError, run_search, run_workers
     from automl.storage import StorageError, open_storage
 
     settings = SearchSettings(
         space=space, dataset=dataset, trials=trials, epochs=epochs, backend=backend, pruner=pruner, metric=metric,
         storage=storage, study=study_name, seed=seed, n_jobs=n_jobs, ray_address=ray_address,
+        heartbeat=heartbeat,
     )
     try:
         open_storage(storage)  # fail fast, before data and models load
@@ -94,6 +99,7 @@ def search(
     ) as progress:
         task = progress.add_task(f"{settings.study_name}", total=trials, info="")
         counts: dict[str, int] = {}
+        worker_error: Optional[str] = None
 
         def on_trial_done(trial: Any) -> None:
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
@@ -106,12 +112,19 @@ def search(
             # stdout carries only the leaderboard (or its JSON); Ray's own chatter goes to stderr.
             with contextlib.redirect_stdout(sys.stderr):
                 if workers > 1:
-                    study = run_workers(settings, workers, overwrite=overwrite, on_progress=on_progress)
+                    try:
+                        study = run_workers(settings, workers, overwrite=overwrite, on_progress=on_progress)
+                    except WorkerError as exc:  # the others finished: show what is there, then fail
+                        worker_error = str(exc)
+                        study = optuna.load_study(study_name=settings.study_name, storage=open_storage(storage))
                 else:
                     study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)
+    if worker_error:
+        click.echo(f"Error: {worker_error}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import socket
 import time
 import warnings
 import zlib
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from automl.records import METRICS
 
-__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
+__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "WorkerError", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
 
 PRUNERS = ("signal", "median", "asha", "hyperband", "none")
 BACKENDS = ("optuna", "ray")
@@ -45,6 +47,7 @@ class SearchSettings(BaseModel):
     device: str = "cpu"
     ray_address: Optional[str] = None
     worker: int = Field(0, ge=0)  # which of several processes on one study (its own sampler stream)
+    heartbeat: int = Field(30, ge=0)  # seconds between a running trial's heartbeats (SQL storages; 0: off)
 
     @property
     def direction(self) -> str:
@@ -60,6 +63,17 @@ def trial_seed(seed: int, config: Mapping[str, Any]) -> int:
     seed, whichever backend or worker trains it (no hidden global randomness)."""
     text = json.dumps({k: config[k] for k in sorted(config)}, sort_keys=True, default=str)
     return zlib.crc32(f"{seed}:{text}".encode()) & 0x7FFFFFFF
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored on each trial it runs (``user_attrs["worker"]``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def error_text(exc: BaseException, limit: int = 500) -> str:
+    """A one-line reason for a failed trial: the exception's type and message, cut to ``limit``."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sampler_seed(seed: int, n_existing_trials: int) -> int:
@@ -153,7 +167,7 @@ def run_search(
     space = get_space(settings.space)
     data = load_dataset(settings.dataset)
     space.check_input_shape(data.input_shape)
-    storage = open_storage(settings.storage)
+    storage = open_storage(settings.storage, heartbeat=settings.heartbeat if settings.backend == "optuna" else None)
     if settings.backend == "optuna":
         return _run_optuna(settings, space, data, storage, overwrite, on_trial_done)
     from automl._ray_search import run_ray
@@ -194,13 +208,21 @@ def run_workers(settings: SearchSettings, workers: int, *, overwrite: bool = Fal
              for i, n in enumerate(shares) if n]
     for p in procs:
         p.start()
-    finished = -1
+    finished, reaped = -1, set()
     try:
-        while any(p.is_alive() for p in procs):
+        while True:
+            alive = [p.is_alive() for p in procs]
+            for p in procs:
+                if not p.is_alive() and p.pid not in reaped:
+                    reaped.add(p.pid)
+                    if p.exitcode != 0:  # a killed worker cannot fail its own trial: do it for it
+                        _fail_orphans(study, f"{socket.gethostname()}:{p.pid}", p.exitcode)
             done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[start:])
             if on_progress and done != finished:
                 on_progress(done)
                 finished = done
+            if not any(alive):
+                break
             time.sleep(poll_s)
     finally:
         for p in procs:
@@ -209,8 +231,40 @@ def run_workers(settings: SearchSettings, workers: int, *, overwrite: bool = Fal
     if on_progress:
         on_progress(sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[start:]))
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(procs)} worker processes failed (exit codes {failed}); finished trials are kept.")
+        raise WorkerError(f"{len(failed)} of {len(procs)} worker processes failed ({', '.join(map(_exit_words, failed))}); "
+                          "their running trials are marked FAIL, finished trials are kept.")
     return optuna.load_study(study_name=settings.study_name, storage=storage)
+
+
+class WorkerError(RuntimeError):
+    """A worker process of :func:`run_workers` ended abnormally (the study is still consistent)."""
+
+
+def _exit_words(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _fail_orphans(study: Any, worker: str, exitcode: Optional[int]) -> list[int]:
+    """Mark ``FAIL`` the trials that ``worker`` left ``RUNNING``; returns their numbers."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") != worker:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", f"its worker process {worker} ended mid-trial ({_exit_words(exitcode)})")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            numbers.append(t.number)
+        except (UpdateFinishedTrialError, RuntimeError):
+            pass  # a heartbeat check elsewhere got there first
+    return numbers
 
 
 def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
@@ -229,6 +283,17 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker_id())
+        try:
+            return _objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            # Recorded as the trial's reason; Optuna then marks it FAIL and the search goes on.
+            trial.set_user_attr("fail_reason", error_text(exc))
+            raise
+
+    def _objective(trial: optuna.Trial) -> float:
         config = space.suggest(trial)
         seed = trial_seed(settings.seed, config)
         trial.set_user_attr("seed", seed)
@@ -248,7 +313,7 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         return result.final(settings.metric)
 
     callbacks = [lambda study, trial: on_trial_done(trial)] if on_trial_done else []
-    study.optimize(objective, n_trials=settings.trials, n_jobs=settings.n_jobs, callbacks=callbacks, catch=(RuntimeError,))
+    study.optimize(objective, n_trials=settings.trials, n_jobs=settings.n_jobs, callbacks=callbacks, catch=(Exception,))
     return study
 
 
@@ -261,7 +326,10 @@ def leaderboard(study: Any) -> list[dict[str, Any]]:
         epochs = t.user_attrs.get("epochs")
         if epochs is None:
             epochs = t.last_step or len(records_from_user_attrs(t.user_attrs)) or 0
-        reason = t.user_attrs.get("prune_reason") or t.system_attrs.get("fail_reason") or ""
+        reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason") or ""
+        if not reason and t.state.name == "FAIL" and t.user_attrs.get("worker"):
+            reason = (f"ended without a recorded error: its worker {t.user_attrs['worker']} stopped "
+                      "(killed, out of memory, or lost its heartbeat)")
         rows.append(
             {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value, "epochs": int(epochs), "reason": reason}
         )

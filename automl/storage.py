@@ -5,6 +5,11 @@
   on one machine, through ``JournalStorage(JournalFileBackend(path))``.
 - ``postgresql+psycopg://user:pass@host/db`` (any SQLAlchemy URL): several machines.
 - ``memory``: in-memory, for tests and throwaway runs.
+
+On the SQL storages, ``heartbeat`` seconds turn on Optuna's heartbeats: a running trial whose
+process stops beating for two intervals (killed, out of memory, its machine gone) is marked
+``FAIL`` by the next trial any worker starts, so it is not left ``RUNNING`` forever. The journal
+storage has no heartbeats in Optuna; ``automl search --workers`` watches its own processes instead.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
-def open_storage(url: str, *, must_exist: bool = False) -> Any:
+def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = None) -> Any:
     """An Optuna storage for ``url`` (see the module docstring); raises ``StorageError``.
 
     With ``must_exist``, a SQLite or journal file that is not there is an error instead of
-    being created (for commands that only read).
+    being created (for commands that only read). ``heartbeat`` (seconds, SQL storages only):
+    trials send a heartbeat that often, and one silent for twice that is failed as stale.
     """
+    if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0):
+        raise StorageError(f"heartbeat must be a whole number of seconds >= 0 (0: off), but got {heartbeat!r}.")
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
@@ -64,7 +72,8 @@ def open_storage(url: str, *, must_exist: bool = False) -> Any:
             if must_exist and not Path(db).expanduser().exists():
                 raise StorageError(f"cannot open storage {url!r}: file {db!r} does not exist.")
     try:
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+        beats = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None, **beats)
     except ModuleNotFoundError as exc:
         raise StorageError(f"cannot open storage {url!r}: driver {exc.name!r} is not installed (pip install {exc.name}).") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or host

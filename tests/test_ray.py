@@ -69,3 +69,44 @@ def test_scheduler_needs_metric_and_mode():
         SignalScheduler(max_t=0)
     s = SignalScheduler(metric="loss", mode="min")
     assert s.set_search_properties("acc", "max") is False  # set on construction: kept, as Ray's schedulers do
+
+
+def raising_trainable(config):
+    for epoch in range(1, 4):
+        if config["x"] == 0.5 and epoch == 2:
+            raise ValueError(f"bad batch at epoch {epoch} (x={config['x']})")
+        tune.report({"loss": config["x"] + 1.0 / epoch, "epoch": epoch})
+
+
+class _OneFloat:
+    """A search space of one float ``x``, as ``OptunaRecorder`` reads spaces."""
+
+    names = ("x",)
+
+    def distributions(self):
+        import optuna
+
+        return {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+
+@pytest.mark.slow
+def test_a_trainable_that_raises_is_recorded_fail_with_its_error(local_ray, tmp_path):
+    import optuna
+
+    from automl._ray_search import OptunaRecorder
+    from automl.search import leaderboard
+
+    study = optuna.create_study(direction="minimize")
+    study.set_user_attr("epochs", 3)
+    tuner = tune.Tuner(
+        raising_trainable,
+        param_space={"x": tune.grid_search([0.1, 0.5, 0.9])},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0,
+                                  callbacks=[OptunaRecorder(study, _OneFloat(), "loss", "FIFOScheduler")]),
+    )
+    tuner.fit()
+    states = sorted((t.params["x"], t.state.name) for t in study.trials)
+    assert states == [(0.1, "COMPLETE"), (0.5, "FAIL"), (0.9, "COMPLETE")]  # the others went on
+    row = next(r for r in leaderboard(study) if r["state"] == "FAIL")
+    assert row["reason"] == "ValueError: bad batch at epoch 2 (x=0.5)"
