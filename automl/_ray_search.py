@@ -46,7 +46,12 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
     if not ray.is_initialized():
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if settings.ray_address:
-            ray.init(address=settings.ray_address, **kwargs)
+            try:
+                ray.init(address=settings.ray_address, **kwargs)
+            except ConnectionError as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"cannot reach the Ray cluster at {settings.ray_address!r} ({first}); "
+                                 "start one with `ray start --head`, or leave out --ray-address for a local Ray.") from None
         else:
             ray.init(num_cpus=settings.n_jobs, **kwargs)
         started_here = True

@@ -110,3 +110,4 @@ def test_a_trainable_that_raises_is_recorded_fail_with_its_error(local_ray, tmp_
     assert states == [(0.1, "COMPLETE"), (0.5, "FAIL"), (0.9, "COMPLETE")]  # the others went on
     row = next(r for r in leaderboard(study) if r["state"] == "FAIL")
     assert row["reason"] == "ValueError: bad batch at epoch 2 (x=0.5)"
+
