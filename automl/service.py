@@ -10,7 +10,9 @@ Endpoints (OpenAPI at ``/docs``):
   ``DELETE /v1/searches/{id}`` cancels a running search (its running trials end ``FAIL``);
 - ``POST /v1/diagnose`` (the JSON of ``automl diagnose``) -> ``{labels, healthy, reasons}``;
 - ``POST /v1/recommend`` ``{arch}``: 503 until the ENN recommender (``automl.recommend``) exists;
-- ``GET /v1/health``.
+- ``GET /v1/health``;
+- ``GET /``: a page listing the searches with live progress, each trial's state and reason (why it
+  was pruned or failed), and a plot of the best value over trials; it polls the endpoints above.
 
 A search's state is kept in its study (user attribute ``service_state``): ``queued``, ``running``,
 ``done``, ``failed`` (with the error), ``cancelled``, or ``interrupted``: a service that restarts
@@ -27,12 +29,14 @@ import math
 import multiprocessing
 import threading
 import uuid
+from datetime import datetime, timezone
+from importlib import resources
 from typing import Any, Literal, Optional
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -151,9 +155,13 @@ class SearchManager:
         rows = leaderboard(study)
         requested = int(attrs.get("service_trials", 0)) or len(rows)
         finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
+        best = next((r for r in rows if r["state"] == "COMPLETE" and _finite(r["value"]) is not None), None)
         out: dict[str, Any] = {
-            "id": sid, "state": state, "progress": {"finished": finished, "requested": requested,
-                                                     "fraction": round(finished / requested, 4) if requested else 0.0},
+            "id": sid, "state": state, "created": attrs.get("service_created"),
+            "progress": {"finished": finished, "requested": requested,
+                         "fraction": round(min(1.0, finished / requested), 4) if requested else 0.0},
+            "metric": (study.metric_names or ["value"])[0], "direction": study.direction.name.lower(),
+            "best": {"number": best["number"], "value": best["value"]} if best else None,
             "request": attrs.get("service_request"), "error": error,
         }
         if with_leaderboard:
@@ -168,6 +176,7 @@ class SearchManager:
         settings = SearchSettings(**req.model_dump(), storage=self.url, study=STUDY_PREFIX + sid)
         study = _create_study(settings, self.storage)
         study.set_user_attr("service_state", "queued")
+        study.set_user_attr("service_created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         study.set_user_attr("service_trials", req.trials)
         study.set_user_attr("service_request", req.model_dump())
         proc = self._ctx.Process(target=_work, args=(settings.model_dump(),), name=f"automl-search-{sid}", daemon=False)
@@ -317,7 +326,16 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @app.get("/v1/searches")
     def list_searches(searches: SearchManager = Depends(manager)) -> list[dict[str, Any]]:
-        return [searches.status(sid, with_leaderboard=False) for sid in searches.ids()]
+        """Every search, oldest first."""
+        docs = [searches.status(sid, with_leaderboard=False) for sid in searches.ids()]
+        return sorted(docs, key=lambda d: (d["created"] or "", d["id"]))
+
+    page = resources.files("automl").joinpath("web/index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                                                      "style-src 'unsafe-inline'; img-src 'self' data:"})
 
     @app.get("/v1/searches/{sid}")
     def get_search(sid: str, searches: SearchManager = Depends(manager)) -> dict[str, Any]:

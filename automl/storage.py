@@ -14,6 +14,7 @@ storage has no heartbeats in Optuna; ``automl search --workers`` watches its own
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,9 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = 
                 raise StorageError(f"cannot open storage {url!r}: file {db!r} does not exist.")
     try:
         beats = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None, **beats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable since 2.9
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None, **beats)
     except ModuleNotFoundError as exc:
         raise StorageError(f"cannot open storage {url!r}: driver {exc.name!r} is not installed (pip install {exc.name}).") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or host
