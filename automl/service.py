@@ -279,6 +279,12 @@ class _TooLarge(Exception):
     pass
 
 
+def _invalid(message: str, *where: str) -> RequestValidationError:
+    """A 422 in the shape FastAPI gives its own (``detail``: a list of ``{loc, msg, type}``), as the
+    OpenAPI spec declares, for what the library found wrong in a body that parsed."""
+    return RequestValidationError([{"loc": ("body", *where), "msg": message, "type": "value_error"}])
+
+
 def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
     """The FastAPI application (``automl serve`` runs it with uvicorn)."""
     from contextlib import asynccontextmanager
@@ -358,7 +364,7 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
         try:
             return _diagnose(curves, k=k, n_classes=n_classes).public()
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise _invalid(str(exc)) from None
 
     @app.post("/v1/recommend")
     def recommend(body: dict[str, Any]) -> dict[str, Any]:
@@ -368,11 +374,11 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
             raise HTTPException(503, "the guidance-network recommender is not built yet (issue 7): "
                                      "POST /v1/recommend answers once automl.recommend exists")
         if not isinstance(body.get("arch"), str):
-            raise HTTPException(422, "body needs 'arch', an architecture spec such as 'mlp:784-128-64-10'")
+            raise _invalid("body needs 'arch', an architecture spec such as 'mlp:784-128-64-10'", "arch")
         try:
             return automl.recommend(body["arch"])
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise _invalid(str(exc), "arch") from None
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     return app
