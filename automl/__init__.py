@@ -4,7 +4,8 @@ Public names: ``Probe`` and ``EpochRecord`` (record a training loop), ``report``
 Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`` and ``Verdict``
 (the one decision core; ``converged_verdict`` is its "will not gain" check, also asked by
 ``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data); ``diagnose`` (the
-failure meta-classifier: labels with probabilities and reasons).
+failure meta-classifier: labels with probabilities and reasons); ``recommend`` (which guidance
+network to train an MLP with: ``automl.recommender``; the networks are in ``automl.enn``).
 torch is imported only when a torch-facing name is first used.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "Dataset",
     "diagnose",
     "Diagnosis",
+    "recommend",
 ]
 
 _LAZY = {
@@ -50,6 +52,7 @@ _LAZY = {
     "Dataset": "automl.data",
     "diagnose": "automl.diagnosis",
     "Diagnosis": "automl.diagnosis",
+    "recommend": "automl.recommender",
 }
 
 

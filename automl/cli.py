@@ -194,6 +194,69 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
 
 
 @cli.command()
+@click.option("--arch", required=True, help="An MLP spec: mlp:INPUT-HIDDEN...-CLASSES, e.g. mlp:784-128-64-10.")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="How many guidance networks to list.")
+@click.option("--zoo", "zoo_path", default=None, type=click.Path(file_okay=False), help="A zoo folder (default: the shipped one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
+def recommend(arch: str, top: int, zoo_path: Optional[str], as_json: bool) -> None:
+    """Which guidance network (ENN) to train ARCH with: ENNs ranked by predicted test-accuracy
+    gain over plain backprop, each with its uncertainty and the evidence behind it."""
+    from automl.recommender import recommend as _recommend
+
+    try:
+        result = _recommend(arch, top=top, zoo_path=zoo_path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{result['arch']}: guidance networks by predicted gain (confidence {result['confidence']})")
+    for col in ("ENN", "gain (points)", "±", "β", "evidence: trained on; held-out R²; measured gains nearby"):
+        table.add_column(col)
+    for r in result["recommendations"]:
+        ev = r["evidence"]
+        near = ", ".join(f"{a[4:]}: {g:+.2f}" for a, g in ev["measured_gain_nearby"].items())
+        table.add_row(r["enn"], f"{r['predicted_gain']:+.2f}", f"{r['uncertainty']:.2f}", f"{r['beta']:g}",
+                      f"{ev['trained_on']['dataset']} x{len(ev['trained_on']['architectures'])} archs; "
+                      f"R² {ev['held_out_r2']:.2f}; nearby {near or 'none'}")
+    console.print(table)
+    for note in result["notes"]:
+        console.print(f"- {note}", highlight=False)
+
+
+@cli.group()
+def enn() -> None:
+    """Guidance networks: rebuild the zoo and the recommender."""
+
+
+@enn.command("train")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder for the zoo (default: the package's models/enn).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Processes.")
+@click.option("--runs", type=click.IntRange(min=5), default=60, show_default=True, help="Plain runs each ENN learns from.")
+@click.option("--guided-runs", type=click.IntRange(min=0), default=30, show_default=True, help="Then runs guided by the ENN itself.")
+@click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True, help="Seeds per gain measurement.")
+def enn_train(out: Optional[str], jobs: int, runs: int, guided_runs: int, seeds: int) -> None:
+    """Train the K=6 guidance networks, measure each one's gain on 12 architectures, and fit the
+    recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json)."""
+    from automl.recommender import build_zoo, fit_recommender, measure_gains
+
+    start = time.perf_counter()
+    metas = build_zoo(out, jobs=jobs, runs=runs, guided_runs=guided_runs)
+    click.echo(f"zoo: {len(metas)} ENNs in {time.perf_counter() - start:.0f} s", err=True)
+    measure_gains(out, seeds=range(seeds), jobs=jobs)
+    click.echo(f"gains measured ({time.perf_counter() - start:.0f} s)", err=True)
+    ev = fit_recommender(out)
+    click.echo(f"recommender: top-1 within 0.3 points on {100 * ev['top1_within_0.3']:.0f}% of held-out architectures, "
+               f"mean Spearman {ev['mean_spearman']}; {time.perf_counter() - start:.0f} s in all")
+
+
+@cli.command()
 @click.option("--host", default=None, help="Interface to bind (default 127.0.0.1, or AUTOML_HOST).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8000, or AUTOML_PORT).")
 @click.option("--storage", default=None, help="Optuna storage URL (default sqlite:///automl.db, or AUTOML_STORAGE).")

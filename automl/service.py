@@ -9,7 +9,8 @@ Endpoints (OpenAPI at ``/docs``):
   state, params, value, epochs, reason}]}`` with Optuna's trial states (``COMPLETE``, ``PRUNED``...);
   ``DELETE /v1/searches/{id}`` cancels a running search (its running trials end ``FAIL``);
 - ``POST /v1/diagnose`` (the JSON of ``automl diagnose``) -> ``{labels, healthy, reasons}``;
-- ``POST /v1/recommend`` ``{arch}``: 503 until the ENN recommender (``automl.recommend``) exists;
+- ``POST /v1/recommend`` ``{arch, top}``: guidance networks ranked for an architecture
+  (``automl.recommend``), with ``confidence: "low"`` outside what the zoo has seen;
 - ``GET /v1/health``;
 - ``GET /``: a page listing the searches with live progress, each trial's state and reason (why it
   was pruned or failed), and a plot of the best value over trials; it polls the endpoints above.
@@ -74,6 +75,15 @@ class SearchRequest(BaseModel):
     backend: Literal["optuna", "ray"] = "optuna"
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class RecommendRequest(BaseModel):
+    """The body of ``POST /v1/recommend``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = Field(..., max_length=200, description="an MLP spec such as 'mlp:784-128-64-10'")
+    top: int = Field(3, ge=1, le=50)
 
 
 def _finite(x: Any) -> Any:
@@ -367,18 +377,15 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
             raise _invalid(str(exc)) from None
 
     @app.post("/v1/recommend")
-    def recommend(body: dict[str, Any]) -> dict[str, Any]:
-        import automl
+    def recommend(req: RecommendRequest) -> dict[str, Any]:
+        from automl.recommender import recommend as _recommend
 
-        if not hasattr(automl, "recommend"):
-            raise HTTPException(503, "the guidance-network recommender is not built yet (issue 7): "
-                                     "POST /v1/recommend answers once automl.recommend exists")
-        if not isinstance(body.get("arch"), str):
-            raise _invalid("body needs 'arch', an architecture spec such as 'mlp:784-128-64-10'", "arch")
         try:
-            return automl.recommend(body["arch"])
+            return _recommend(req.arch, top=req.top)
         except ValueError as exc:
             raise _invalid(str(exc), "arch") from None
+        except FileNotFoundError as exc:  # an install without the shipped zoo
+            raise HTTPException(503, f"the guidance-network recommender has no zoo here: {exc}") from None
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     return app
