@@ -15,7 +15,8 @@ paper gives only its abstract; see SIGNALS.md §4):
   (state = the weights after an epoch, return = the run's final validation accuracy), alternating
   with runs guided by the current ENN (:func:`build_enn`);
 - :func:`guided_fit`: one target's training with the guidance term, logging per epoch the ratio of
-  the guidance and cross-entropy gradient norms.
+  the guidance and cross-entropy gradient norms;
+- :func:`gradcam`: which weights the ENN rewards (Grad-CAM on its last conv layer, in weight space).
 
 Architectures are written ``mlp:784-128-64-10`` (input, hidden widths, classes).
 """
@@ -38,7 +39,7 @@ from automl.data import Dataset
 __all__ = [
     "SCALE", "parse_arch", "arch_name", "build_mlp", "weight_matrices", "weight_image", "weight_stats",
     "ENN", "StatsENN", "State", "Trajectory", "FitResult", "guided_fit", "collect_trajectories", "train_enn",
-    "build_enn", "save_enn", "load_enn",
+    "build_enn", "save_enn", "load_enn", "gradcam",
 ]
 
 SCALE = 0.15  # each side of a weight matrix is resized to this fraction (Ino 2024: 0.15² of the original)
@@ -213,6 +214,36 @@ class StatsENN(_LayerSetNet):
     def features(self, stats: torch.Tensor) -> torch.Tensor:
         # scale-free inputs: signed log of the raw statistics
         return torch.sign(stats) * torch.log1p(stats.abs() * 100.0)
+
+
+def gradcam(enn: ENN, model_or_matrices: nn.Module | Sequence[torch.Tensor], layer: int = 0) -> torch.Tensor:
+    """Grad-CAM (captum's ``LayerGradCam``) of the ENN's last conv layer for weight matrix
+    ``layer``, upsampled back to that matrix's shape: where in weight space the ENN's score rises.
+    The other layers enter the score as they are, held fixed."""
+    try:
+        from captum.attr import LayerGradCam
+    except ImportError:
+        raise ImportError("gradcam needs captum: pip install captum (it is in the [dev] extra)") from None
+    if not isinstance(enn, ENN):
+        raise TypeError(f"gradcam reads an image ENN's conv layer; got {type(enn).__name__}.")
+    mats = weight_matrices(model_or_matrices) if isinstance(model_or_matrices, nn.Module) else list(model_or_matrices)
+    mats = [w.detach() for w in mats]
+    if not 0 <= layer < len(mats):
+        raise ValueError(f"layer must be in 0..{len(mats) - 1}, but got {layer}.")
+    shapes = [tuple(w.shape) for w in mats]
+    prepared = [enn.prepare(w) for w in mats]
+    with torch.no_grad():
+        fixed = enn.embed_layers(prepared, shapes)
+    desc = torch.tensor([_descriptor(layer, len(mats), shapes[layer])])
+
+    def score(img: torch.Tensor) -> torch.Tensor:
+        e = enn.layer_mlp(torch.cat([enn.features(img), desc.expand(img.shape[0], 3)], dim=1))
+        embeddings = [f.expand(img.shape[0], -1) for f in fixed]
+        embeddings[layer] = e
+        return enn.score_embeddings(embeddings)
+
+    cam = LayerGradCam(score, enn.last_conv).attribute(prepared[layer].clone().requires_grad_(True), relu_attributions=True)
+    return F.interpolate(cam, size=shapes[layer], mode="bilinear", align_corners=False)[0, 0].detach()
 
 
 def save_enn(enn: _LayerSetNet, path: str, **meta: Any) -> None:

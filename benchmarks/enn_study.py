@@ -132,11 +132,9 @@ def cmd_explain(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
-    from captum.attr import LayerGradCam
-    from torch.nn import functional as F
 
     from automl.data import load_dataset
-    from automl.enn import build_mlp, guided_fit, load_enn, weight_matrices
+    from automl.enn import _accuracy, build_mlp, gradcam, guided_fit, load_enn, weight_matrices
     from automl.recommender import load_zoo
 
     zoo = load_zoo()
@@ -153,18 +151,7 @@ def cmd_explain(args) -> None:
         guided_fit(model, data, None, 0.0, epochs=EVAL_EPOCHS, seed=seed)
         mats = [w.detach() for w in weight_matrices(model)]
         prepared = [enn.prepare(w) for w in mats]
-        shapes = [tuple(w.shape) for w in mats]
-        with torch.no_grad():
-            others = enn.embed_layers(prepared, shapes)
-
-        def first_layer_score(img, others=others, shapes=shapes):
-            d = torch.tensor([[0.0, np.log(shapes[0][1]) / 7.0, np.log(shapes[0][0]) / 7.0]]).expand(img.shape[0], 3)
-            e0 = enn.layer_mlp(torch.cat([enn.features(img), d], dim=1))
-            return enn.score_embeddings([e0, *[o.expand(img.shape[0], -1) for o in others[1:]]])
-
-        img = prepared[0].clone().requires_grad_(True)
-        cam = LayerGradCam(first_layer_score, enn.last_conv).attribute(img, target=None, relu_attributions=True)
-        cam_w = F.interpolate(cam, size=shapes[0], mode="bilinear", align_corners=False)[0, 0].detach()  # weight space
+        cam_w = gradcam(enn, model, layer=0)  # Grad-CAM in weight space
         cams.append(cam_w.numpy())
         w0 = mats[0]
         n_keep = int(round(k * w0.numel()))
@@ -180,8 +167,6 @@ def cmd_explain(args) -> None:
             pruned.load_state_dict(model.state_dict())
             with torch.no_grad():
                 weight_matrices(pruned)[0].mul_(mask)
-            from automl.enn import _accuracy
-
             kept_acc = _accuracy(pruned, data.x_test.flatten(1), data.y_test)[1]
             ticket = build_mlp(dims, seed=seed)
             ticket.load_state_dict(init.state_dict())

@@ -161,3 +161,16 @@ def test_cli_recommend():
     assert len(doc["recommendations"]) == 2 and doc["confidence"] in ("normal", "low")
     res = CliRunner().invoke(cli, ["recommend", "--arch", "mlp:784--10"])
     assert res.exit_code == 2 and "part 2" in res.output
+
+
+def test_gradcam_maps_back_to_the_weight_matrix():
+    from automl.enn import gradcam
+
+    model = build_mlp((784, 128, 10), seed=0)
+    cam = gradcam(ENN(), model, layer=0)
+    assert cam.shape == (128, 784) and torch.isfinite(cam).all() and (cam >= 0).all()
+    assert gradcam(ENN(), model, layer=1).shape == (10, 128)
+    with pytest.raises(ValueError, match="layer must be in 0..1"):
+        gradcam(ENN(), model, layer=2)
+    with pytest.raises(TypeError, match="image ENN"):
+        gradcam(StatsENN(), model)
