@@ -243,7 +243,7 @@ def enn() -> None:
 @click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True, help="Seeds per gain measurement.")
 def enn_train(out: Optional[str], jobs: int, runs: int, guided_runs: int, seeds: int) -> None:
     """Train the K=6 guidance networks, measure each one's gain on 12 architectures, and fit the
-    recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json)."""
+    recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json.gz)."""
     from automl.recommender import build_zoo, fit_recommender, measure_gains
 
     start = time.perf_counter()

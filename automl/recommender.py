@@ -10,11 +10,12 @@
   plain "low confidence" when the architecture is outside what the zoo has seen.
 
 The shipped zoo lives in ``automl/models/enn/``: ``enn-*.pt`` (state dicts, loaded with
-``weights_only=True``), ``zoo.json``, ``gains.json`` and ``recommender.json`` (XGBoost JSON trees).
+``weights_only=True``), ``zoo.json``, ``gains.json`` and ``recommender.json.gz`` (XGBoost JSON trees).
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import multiprocessing
@@ -131,9 +132,14 @@ def load_zoo(path: Optional[str | os.PathLike] = None) -> dict[str, Any]:
     if not (d / "zoo.json").is_file():
         raise FileNotFoundError(f"no guidance-network zoo in {d}; build it with `automl enn train`.")
     out: dict[str, Any] = {"dir": d, **json.loads((d / "zoo.json").read_text())}
-    for key in ("gains", "recommender"):
-        f = d / f"{key}.json"
-        out[key] = json.loads(f.read_text()) if f.is_file() else None
+    f = d / "gains.json"
+    out["gains"] = json.loads(f.read_text()) if f.is_file() else None
+    f = d / "recommender.json.gz"
+    if f.is_file():
+        with gzip.open(f, "rt", encoding="utf-8") as fh:
+            out["recommender"] = json.load(fh)
+    else:
+        out["recommender"] = None
     return out
 
 
@@ -240,7 +246,7 @@ def _predict(boosters: Sequence[Any], x: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: int = 10, seed: int = 0) -> dict[str, Any]:
     """Fit the gain regressor on every measured (ENN, architecture) pair, judge it by
-    leave-one-architecture-out, and write ``recommender.json`` beside the zoo."""
+    leave-one-architecture-out, and write ``recommender.json.gz`` beside the zoo."""
     from scipy.stats import spearmanr
 
     zoo = load_zoo(zoo_path)
@@ -267,7 +273,8 @@ def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: i
     boosters = _fit_boosters(x, y, n_models, seed)
     doc = {"version": 1, "features": cols, "boosters": [json.loads(b.save_raw("json").decode()) for b in boosters],
            "loao": evaluation, "target": "test-accuracy gain over plain backprop, points"}
-    (Path(zoo["dir"]) / "recommender.json").write_text(json.dumps(doc))
+    with gzip.open(Path(zoo["dir"]) / "recommender.json.gz", "wt", encoding="utf-8") as f:
+        json.dump(doc, f)
     return evaluation
 
 
@@ -281,7 +288,7 @@ def _loaded(path: Optional[str | os.PathLike]) -> tuple[dict[str, Any], list[Any
     if key not in _CACHE:
         zoo = load_zoo(path)
         if not zoo.get("recommender"):
-            raise FileNotFoundError(f"no recommender.json in {zoo['dir']}; build it with `automl enn train`.")
+            raise FileNotFoundError(f"no recommender.json.gz in {zoo['dir']}; build it with `automl enn train`.")
         boosters = []
         with xgb.config_context(nthread=1):
             for tree in zoo["recommender"]["boosters"]:

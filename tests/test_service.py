@@ -85,8 +85,12 @@ def test_diagnose_and_recommend(client):
     assert set(body) == {"labels", "healthy", "reasons"} and body["healthy"] < 0.5
     res = client.post("/v1/diagnose", json={**FLAT, "val_acc": [0.1, "x", 0.1, 0.1, 0.1, 0.1]})
     assert res.status_code == 422 and "val_acc" in res.text
-    res = client.post("/v1/recommend", json={"arch": "mlp:784-128-10"})
-    assert res.status_code == 503 and "not built yet" in res.json()["detail"]
+    res = client.post("/v1/recommend", json={"arch": "mlp:784-128-10", "top": 2})
+    assert res.status_code == 200, res.text
+    assert res.json()["arch"] == "mlp:784-128-10" and len(res.json()["recommendations"]) == 2
+    res = client.post("/v1/recommend", json={"arch": "mlp:784-12x-10"})
+    assert res.status_code == 422 and "hidden width 1 '12x'" in res.json()["detail"][0]["msg"]
+    assert client.post("/v1/recommend", json={"arch": "mlp:784-10", "top": 0}).status_code == 422
 
 
 def test_no_token_configured_refuses_work(tmp_path):
