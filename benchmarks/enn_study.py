@@ -5,6 +5,7 @@ Grad-CAM, and write ``benchmarks/results/enn.md``.
     python benchmarks/enn_study.py zoo        # K=6 ENNs -> automl/models/enn/ (= `automl enn train`, step 1)
     python benchmarks/enn_study.py gains      # 12 architectures x 6 ENNs x 5 seeds -> gains.json, recommender.json
     python benchmarks/enn_study.py evaluate   # 10 seeds x 6 arms x 6 architectures on mnist5k and digits
+    python benchmarks/enn_study.py sweep      # β from 0 to 300 on one architecture, 10 seeds
     python benchmarks/enn_study.py explain    # Grad-CAM PNG, top-k% map vs a random mask as a subnetwork
     python benchmarks/enn_study.py report     # benchmarks/results/enn.md + PNGs
 """
@@ -199,6 +200,24 @@ def cmd_explain(args) -> None:
         print(name, "pruned", np.mean([r["pruned_test_acc"] for r in sel]), "ticket", np.mean([r["ticket_test_acc"] for r in sel]))
 
 
+SWEEP_BETAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+
+
+def cmd_sweep(args) -> None:
+    """Dose-response: test accuracy of 784-128-10 on mnist5k guided by img-m5k-a at each β,
+    10 seeds, the evaluation's epochs."""
+    from automl.recommender import load_zoo
+
+    zoo = load_zoo()
+    meta = next(e for e in zoo["enns"] if e["name"] == "img-m5k-a")
+    f = str(zoo["dir"] / meta["file"])
+    jobs = [("enn", (784, 128, 10), "mnist5k", f, b, 0.0, s, EVAL_EPOCHS) for b in SWEEP_BETAS for s in range(args.seeds)]
+    rows = _pool(_eval_run, jobs, args.jobs)
+    (RESULTS / "enn_sweep.json").write_text(json.dumps({"enn": "img-m5k-a", "arch": "784-128-10", "rows": rows}))
+    for b in SWEEP_BETAS:
+        print(b, np.mean([r["test_acc"] for r in rows if r["beta"] == b]))
+
+
 def _paired(a, b):
     from scipy.stats import ttest_rel, wilcoxon
 
@@ -229,7 +248,8 @@ def cmd_report(args) -> None:
          "Issue 7. Machine: 2-core x86_64 CPU, no GPU. Reproduce with:", "",
          "```", "python benchmarks/enn_study.py zoo       # the K=6 zoo (automl enn train does zoo+gains)",
          "python benchmarks/enn_study.py gains     # gains of every ENN on 12 architectures, the recommender",
-         "python benchmarks/enn_study.py evaluate  # guided training vs the baselines", "python benchmarks/enn_study.py explain",
+         "python benchmarks/enn_study.py evaluate  # guided training vs the baselines",
+         "python benchmarks/enn_study.py sweep     # β dose-response", "python benchmarks/enn_study.py explain",
          "python benchmarks/enn_study.py report", "```", ""]
     L += ["## 1. Guided training against the baselines", "",
           f"MLPs trained {ev['epochs']} epochs with SGD (lr 0.05, momentum 0.9, batch 64), seeds 0..{ev['seeds'] - 1}, "
@@ -255,12 +275,23 @@ def cmd_report(args) -> None:
             L.append(f"| {arch} | {arm} | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} | {(acc - base).mean():+.2f} | {pt:.3g} | {pw:.3g} | {gap:.2f} |")
     L += ["", "Pooled over the architectures of each dataset (paired over architecture × seed):", "",
           "| dataset | arm | Δ vs plain (points) | p (t) | p (Wilcoxon) |", "|---|---|---|---|---|"]
+    pooled = {}
     for ds in ("mnist5k", "digits"):
         for arm in ARMS[1:]:
             a = np.array([r["test_acc"] for r in sorted((r for r in runs if r["dataset"] == ds and r["arm"] == arm), key=lambda r: (r["arch"], r["seed"]))])
             b = np.array([r["test_acc"] for r in sorted((r for r in runs if r["dataset"] == ds and r["arm"] == "plain"), key=lambda r: (r["arch"], r["seed"]))])
             pt, pw = _paired(a, b)
+            pooled[(ds, arm)] = (100 * (a - b).mean(), pt)
             L.append(f"| {ds} | {arm} | {100 * (a - b).mean():+.2f} | {pt:.3g} | {pw:.3g} |")
+    sig = sorted({f"{arm} on {arch}" for arm, cells in summary.items() for arch, d, p in cells if p < 0.05 and d > 0})
+    sig_pooled = sorted(f"{arm} on {ds} ({d:+.2f}, p={p:.2g})" for (ds, arm), (d, p) in pooled.items() if p < 0.05 and d > 0)
+    enn_sig = [x for x in sig + sig_pooled if x.startswith(("enn ", "stats "))]
+    L += ["", "**Reading.** Significant gains over plain backprop (paired t, p < 0.05): per architecture "
+          f"{', '.join(sig) or 'none'}; pooled {', '.join(sig_pooled) or 'none'}. "
+          + ("A guidance network gives a significant gain here, and β = 0 removes it by construction (it is plain backprop, "
+             "bit for bit)." if enn_sig else
+             "No guidance-network arm (image or statistics) is significant on any architecture or pooled: the anchor's "
+             "+2.8 points over plain backprop is not reproduced. β = 0 is plain backprop bit for bit (Δ = 0 exactly).")]
     # gradient ratio by epoch
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
     for arch in archs:
@@ -311,6 +342,18 @@ def cmd_report(args) -> None:
         for a in lo["per_arch"]:
             sp = "n/a" if a["spearman"] is None else f"{a['spearman']:.2f}"
             L.append(f"| {a['arch'][4:]} | {a['pick']} | {a['pick_gain']:+.2f} | {a['best_gain']:+.2f} | {a['regret']:.2f} | {sp} |")
+    sw = RESULTS / "enn_sweep.json"
+    if sw.is_file():
+        d = json.loads(sw.read_text())
+        base = np.array([r["test_acc"] for r in sorted((r for r in d["rows"] if r["beta"] == 0.0), key=lambda r: r["seed"])])
+        L += ["", f"β sweep: {d['arch']} on mnist5k guided by `{d['enn']}`, seeds 0..{len(base) - 1}, {EVAL_EPOCHS} epochs "
+              "(β = 0 is plain backprop):", "", "| β | test acc | Δ vs β = 0 | p (t) | ratio, epoch 1 | ratio, last |", "|---|---|---|---|---|---|"]
+        for b in sorted({r["beta"] for r in d["rows"]}):
+            sel = sorted((r for r in d["rows"] if r["beta"] == b), key=lambda r: r["seed"])
+            a = np.array([r["test_acc"] for r in sel])
+            g = np.mean([r["grad_ratio"] for r in sel], axis=0)
+            L.append(f"| {b:g} | {100 * a.mean():.2f} ± {100 * a.std(ddof=1):.2f} | {100 * (a - base).mean():+.2f} | "
+                     f"{_paired(a, base)[0]:.3g} | {g[0]:.3g} | {g[-1]:.3g} |")
     ex = RESULTS / "enn_explain.json"
     if ex.is_file():
         d = json.loads(ex.read_text())
@@ -326,6 +369,11 @@ def cmd_report(args) -> None:
             a = np.array([r["pruned_test_acc"] for r in sel]) * 100
             b = np.array([r["ticket_test_acc"] for r in sel]) * 100
             L.append(f"| {name} | {a.mean():.2f} ± {a.std(ddof=1):.2f} | {b.mean():.2f} ± {b.std(ddof=1):.2f} |")
+        by = {n: np.array([r["ticket_test_acc"] for r in sorted((r for r in d["rows"] if r["mask"] == n), key=lambda r: r["seed"])])
+              for n in ("gradcam", "random", "magnitude")}
+        L.append(f"\nTicket, Grad-CAM vs random: {100 * (by['gradcam'] - by['random']).mean():+.2f} points, paired t p = "
+                 f"{_paired(by['gradcam'], by['random'])[0]:.3g}; Grad-CAM vs magnitude: "
+                 f"{100 * (by['gradcam'] - by['magnitude']).mean():+.2f}, p = {_paired(by['gradcam'], by['magnitude'])[0]:.3g}.")
         L.append(f"\nOverlap of the Grad-CAM top {100 * d['keep']:.0f}% with the magnitude top {100 * d['keep']:.0f}% (last seed): "
                  f"{100 * d['cam_overlap_with_magnitude']:.0f}%.")
     (RESULTS / "enn.md").write_text("\n".join(L) + "\n")
@@ -348,9 +396,12 @@ def main(argv=None) -> None:
     x = sub.add_parser("explain")
     x.add_argument("--seeds", type=int, default=5)
     x.add_argument("--keep", type=float, default=0.2)
+    w = sub.add_parser("sweep")
+    w.add_argument("--jobs", type=int, default=2)
+    w.add_argument("--seeds", type=int, default=10)
     sub.add_parser("report")
     args = ap.parse_args(argv)
-    {"zoo": cmd_zoo, "gains": cmd_gains, "evaluate": cmd_evaluate, "explain": cmd_explain, "report": cmd_report}[args.cmd](args)
+    {"zoo": cmd_zoo, "gains": cmd_gains, "evaluate": cmd_evaluate, "explain": cmd_explain, "sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":
