@@ -6,6 +6,7 @@ Grad-CAM, and write ``benchmarks/results/enn.md``.
     python benchmarks/enn_study.py gains      # 12 architectures x 6 ENNs x 5 seeds -> gains.json, recommender.json
     python benchmarks/enn_study.py evaluate   # 10 seeds x 6 arms x 6 architectures on mnist5k and digits
     python benchmarks/enn_study.py sweep      # β from 0 to 300 on one architecture, 10 seeds
+    python benchmarks/enn_study.py confirm    # the sweep's best β against plain on fresh seeds
     python benchmarks/enn_study.py explain    # Grad-CAM PNG, top-k% map vs a random mask as a subnetwork
     python benchmarks/enn_study.py report     # benchmarks/results/enn.md + PNGs
 """
@@ -218,6 +219,24 @@ def cmd_sweep(args) -> None:
         print(b, np.mean([r["test_acc"] for r in rows if r["beta"] == b]))
 
 
+def cmd_confirm(args) -> None:
+    """The sweep's best β (chosen on seeds 0..9) against plain backprop on fresh seeds 100..:
+    a confirmatory test that does not reuse the seeds the β was picked on."""
+    from automl.recommender import load_zoo
+
+    sweep = json.loads((RESULTS / "enn_sweep.json").read_text())
+    betas = sorted({r["beta"] for r in sweep["rows"]} - {0.0})
+    best = max(betas, key=lambda b: np.mean([r["test_acc"] for r in sweep["rows"] if r["beta"] == b]))
+    zoo = load_zoo()
+    f = str(zoo["dir"] / next(e for e in zoo["enns"] if e["name"] == sweep["enn"])["file"])
+    seeds = range(100, 100 + args.seeds)
+    jobs = [("enn", (784, 128, 10), "mnist5k", f, b, 0.0, s, EVAL_EPOCHS) for b in (0.0, best) for s in seeds]
+    sweep["confirm"] = {"beta": best, "seeds": list(seeds), "rows": _pool(_eval_run, jobs, args.jobs)}
+    (RESULTS / "enn_sweep.json").write_text(json.dumps(sweep))
+    for b in (0.0, best):
+        print(b, np.mean([r["test_acc"] for r in sweep["confirm"]["rows"] if r["beta"] == b]))
+
+
 def _paired(a, b):
     from scipy.stats import ttest_rel, wilcoxon
 
@@ -249,7 +268,8 @@ def cmd_report(args) -> None:
          "```", "python benchmarks/enn_study.py zoo       # the K=6 zoo (automl enn train does zoo+gains)",
          "python benchmarks/enn_study.py gains     # gains of every ENN on 12 architectures, the recommender",
          "python benchmarks/enn_study.py evaluate  # guided training vs the baselines",
-         "python benchmarks/enn_study.py sweep     # β dose-response", "python benchmarks/enn_study.py explain",
+         "python benchmarks/enn_study.py sweep     # β dose-response",
+         "python benchmarks/enn_study.py confirm   # the sweep's best β on fresh seeds", "python benchmarks/enn_study.py explain",
          "python benchmarks/enn_study.py report", "```", ""]
     L += ["## 1. Guided training against the baselines", "",
           f"MLPs trained {ev['epochs']} epochs with SGD (lr 0.05, momentum 0.9, batch 64), seeds 0..{ev['seeds'] - 1}, "
@@ -354,6 +374,17 @@ def cmd_report(args) -> None:
             g = np.mean([r["grad_ratio"] for r in sel], axis=0)
             L.append(f"| {b:g} | {100 * a.mean():.2f} ± {100 * a.std(ddof=1):.2f} | {100 * (a - base).mean():+.2f} | "
                      f"{_paired(a, base)[0]:.3g} | {g[0]:.3g} | {g[-1]:.3g} |")
+        n_b = len({r["beta"] for r in d["rows"]}) - 1
+        L.append(f"\nThese p are uncorrected; {n_b} β are compared with β = 0 on the same seeds (Bonferroni: p < {0.05 / n_b:.2g}).")
+        if "confirm" in d:
+            c = d["confirm"]
+            key = lambda r: r["seed"]  # noqa: E731
+            a = np.array([r["test_acc"] for r in sorted((r for r in c["rows"] if r["beta"] == c["beta"]), key=key)])
+            b0 = np.array([r["test_acc"] for r in sorted((r for r in c["rows"] if r["beta"] == 0.0), key=key)])
+            pt, pw = _paired(a, b0)
+            L.append(f"Confirmation on fresh seeds {c['seeds'][0]}..{c['seeds'][-1]} of the sweep's best β = {c['beta']:g}: "
+                     f"{100 * a.mean():.2f} ± {100 * a.std(ddof=1):.2f} vs plain {100 * b0.mean():.2f} ± {100 * b0.std(ddof=1):.2f}, "
+                     f"Δ {100 * (a - b0).mean():+.2f} points, paired t p = {pt:.3g}, Wilcoxon p = {pw:.3g}.")
     ex = RESULTS / "enn_explain.json"
     if ex.is_file():
         d = json.loads(ex.read_text())
@@ -399,9 +430,12 @@ def main(argv=None) -> None:
     w = sub.add_parser("sweep")
     w.add_argument("--jobs", type=int, default=2)
     w.add_argument("--seeds", type=int, default=10)
+    c = sub.add_parser("confirm")
+    c.add_argument("--jobs", type=int, default=2)
+    c.add_argument("--seeds", type=int, default=10)
     sub.add_parser("report")
     args = ap.parse_args(argv)
-    {"zoo": cmd_zoo, "gains": cmd_gains, "evaluate": cmd_evaluate, "explain": cmd_explain, "sweep": cmd_sweep, "report": cmd_report}[args.cmd](args)
+    {"zoo": cmd_zoo, "gains": cmd_gains, "evaluate": cmd_evaluate, "explain": cmd_explain, "sweep": cmd_sweep, "confirm": cmd_confirm, "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":
