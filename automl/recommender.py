@@ -145,20 +145,33 @@ def load_zoo(path: Optional[str | os.PathLike] = None) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ gains
 def measure_gains(zoo_path: Optional[str | os.PathLike] = None, *, archs: Sequence[Sequence[int]] = TARGET_ARCHS,
-                  seeds: Sequence[int] = range(5), epochs: int = TRAIN_EPOCHS, jobs: int = 2) -> dict[str, Any]:
+                  seeds: Sequence[int] = range(5), epochs: int = TRAIN_EPOCHS, jobs: int = 2,
+                  resume: bool = False) -> dict[str, Any]:
     """Test accuracy of each architecture trained plainly and guided by each ENN (its β), paired
-    seeds, equal epochs; gain = guided − plain in points. Writes ``gains.json`` beside the zoo."""
+    seeds, equal epochs; gain = guided − plain in points. Writes ``gains.json`` beside the zoo.
+    With ``resume``, the seeds an existing ``gains.json`` (same epochs) already holds are kept
+    and only the others are run."""
     zoo = load_zoo(zoo_path)
+    old = zoo.get("gains") if resume else None
+    if old is not None and old.get("epochs") != epochs:
+        raise ValueError(f"cannot resume: gains.json was measured at {old.get('epochs')} epochs, not {epochs}.")
+    done = set(old["seeds"]) if old else set()
+    todo = [int(s) for s in seeds if int(s) not in done]
     jobs_args = []
     for dims in archs:
         ds = DATASET_BY_INPUT[dims[0]]
-        for s in seeds:
-            jobs_args.append((tuple(dims), ds, None, 0.0, int(s), epochs))
+        for s in todo:
+            jobs_args.append((tuple(dims), ds, None, 0.0, s, epochs))
             for e in zoo["enns"]:
-                jobs_args.append((tuple(dims), ds, str(zoo["dir"] / e["file"]), e["beta"], int(s), epochs))
+                jobs_args.append((tuple(dims), ds, str(zoo["dir"] / e["file"]), e["beta"], s, epochs))
     runs = _pool_map(_run, jobs_args, jobs)
     plain = {(r["arch"], r["seed"]): r["test_acc"] for r in runs if r["enn"] is None}
     table: dict[str, dict[str, Any]] = {}
+    if old:
+        plain.update({(k.rsplit("|", 1)[0], int(k.rsplit("|", 1)[1])): v for k, v in old["plain"].items()})
+        for arch, cells in old["table"].items():
+            for name, cell in cells.items():
+                table.setdefault(arch, {})[name] = {"gains": list(cell["gains"]), "grad_ratio": list(cell["grad_ratio"])}
     for r in runs:
         if r["enn"] is None:
             continue
@@ -169,7 +182,7 @@ def measure_gains(zoo_path: Optional[str | os.PathLike] = None, *, archs: Sequen
         for cell in cells.values():
             cell["mean"] = float(np.mean(cell["gains"]))
             cell["sd"] = float(np.std(cell["gains"], ddof=1)) if len(cell["gains"]) > 1 else 0.0
-    doc = {"epochs": epochs, "seeds": list(map(int, seeds)), "plain": {f"{a}|{s}": v for (a, s), v in plain.items()},
+    doc = {"epochs": epochs, "seeds": sorted(done | set(todo)), "plain": {f"{a}|{s}": v for (a, s), v in plain.items()},
            "table": table}
     (Path(zoo["dir"]) / "gains.json").write_text(json.dumps(doc, indent=1))
     return doc

@@ -39,7 +39,7 @@ def cmd_gains(args) -> None:
     from automl.recommender import fit_recommender, measure_gains
 
     t = time.time()
-    doc = measure_gains(seeds=range(args.seeds), jobs=args.jobs)
+    doc = measure_gains(seeds=range(args.seeds), jobs=args.jobs, resume=args.resume)
     print(f"gains measured in {time.time() - t:.0f} s", flush=True)
     for arch, cells in doc["table"].items():
         print(arch, {k: round(v["mean"], 2) for k, v in cells.items()}, flush=True)
@@ -421,6 +421,7 @@ def main(argv=None) -> None:
     g = sub.add_parser("gains")
     g.add_argument("--jobs", type=int, default=2)
     g.add_argument("--seeds", type=int, default=5)
+    g.add_argument("--resume", action="store_true", help="keep the seeds gains.json holds; run only the others")
     e = sub.add_parser("evaluate")
     e.add_argument("--jobs", type=int, default=2)
     e.add_argument("--seeds", type=int, default=10)

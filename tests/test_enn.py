@@ -126,6 +126,13 @@ def test_a_tiny_zoo_end_to_end(tmp_path):
     gains = measure_gains(tmp_path, archs=archs, seeds=range(2), epochs=2, jobs=1)
     assert set(gains["table"]) == {"mlp:64-32-10", "mlp:64-64-10", "mlp:64-16-10"}
     assert all(len(c["gains"]) == 2 for cells in gains["table"].values() for c in cells.values())
+    more = measure_gains(tmp_path, archs=archs, seeds=range(3), epochs=2, jobs=1, resume=True)  # runs seed 2 only
+    assert more["seeds"] == [0, 1, 2]
+    for arch, cells in gains["table"].items():
+        for name, cell in cells.items():
+            assert more["table"][arch][name]["gains"][:2] == cell["gains"] and len(more["table"][arch][name]["gains"]) == 3
+    with pytest.raises(ValueError, match="measured at 2 epochs"):
+        measure_gains(tmp_path, archs=archs, seeds=range(3), epochs=3, jobs=1, resume=True)
     ev = fit_recommender(tmp_path, n_models=3)
     assert len(ev["per_arch"]) == 3 and 0.0 <= ev["top1_within_0.3"] <= 1.0
     rec = recommend("mlp:64-48-10", top=2, zoo_path=tmp_path)
