@@ -288,6 +288,7 @@ def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: i
            "loao": evaluation, "target": "test-accuracy gain over plain backprop, points"}
     with gzip.open(Path(zoo["dir"]) / "recommender.json.gz", "wt", encoding="utf-8") as f:
         json.dump(doc, f)
+    _CACHE.clear()  # recommend() must read the new model, not one loaded before
     return evaluation
 
 
