@@ -5,7 +5,8 @@ as ``SignalPruner``) on the tuning tasks; the candidates that keep the best run 
 ``--keep`` of the time are ranked by median cost, and the chosen one is then reported on the
 held-out tasks it never saw, beside the built-ins on the same tasks and seeds.
 
-    python benchmarks/tune_signal.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz --seeds 3 --trials 200
+    python benchmarks/tune_signal.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz \
+        benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz --seeds 3 --trials 200
 
 Writes benchmarks/results/tune_signal.md and .json.
 """
@@ -30,12 +31,9 @@ from automl.replay import draw_order, replay, replay_task
 RESULTS = Path(__file__).resolve().parent / "results"
 
 GRID = {
-    "band": [0.95],
-    "n_neighbors": [15],
-    "min_finished": [5, 10],
-    "min_epochs": [1, 3, 5],
-    "min_rank_corr": [0.0, 0.5, 0.7, 0.85],
-    "fallback": ["none"],
+    "min_epochs": [3, 5],
+    "protect_top": [0.0, 0.05, 0.1],
+    "noise_margin": [0.0, 2.0, 4.0],
 }
 
 
@@ -60,7 +58,8 @@ def _score(policy_kwargs: dict, tasks: dict, seeds: int, trials: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bank", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"))
+    parser.add_argument("--bank", nargs="+", default=[str(Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz")],
+                        help="one or more banks; their tasks are pooled, then split alternately into tuning and held-out")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--keep", type=float, default=0.9, help="required kept-best rate on the tuning tasks")
@@ -68,7 +67,9 @@ def main() -> None:
     parser.add_argument("--grid", default=None, help="JSON object of Policy fields to lists of values (default: GRID)")
     args = parser.parse_args()
 
-    tasks = runs_by_task(read_bank(args.bank))
+    tasks = {}
+    for bank in args.bank:
+        tasks.update(runs_by_task(read_bank(bank)))
     names = sorted(tasks)
     tune_tasks = {t: tasks[t] for t in names[0::2]}
     held_out = {t: tasks[t] for t in names[1::2]}
@@ -84,20 +85,22 @@ def main() -> None:
         chosen = min(scores, key=lambda s: (-s["kept_best_rate"], s["median_cost_ratio_vs_none"]))
     held = _score(chosen["policy"], held_out, args.seeds, args.trials)
     default = _score({}, held_out, args.seeds, args.trials)
+    # The forecast alone, as it was before the contender and noise guards: what they buy.
+    bare = _score({"protect_top": 0.0, "noise_margin": 0.0}, held_out, args.seeds, args.trials)
     builtins = replay(held_out, ["none", "median", "asha", "hyperband", "patient", "ray-median", "oracle"],
                       seeds=args.seeds, trials=args.trials, jobs=args.jobs)["summary"]
     wall = time.perf_counter() - start
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"args": vars(args), "grid": space, "scores": scores, "chosen": chosen, "held_out": held,
-           "default_on_held_out": default, "builtins_on_held_out": builtins, "wall_s": round(wall, 1)}
+           "default_on_held_out": default, "bare_on_held_out": bare, "builtins_on_held_out": builtins, "wall_s": round(wall, 1)}
     (RESULTS / "tune_signal.json").write_text(json.dumps(doc, indent=1))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     top = sorted(scores, key=lambda s: (-s["kept_best_rate"], s["median_cost_ratio_vs_none"]))[:10]
     lines = [
         "# Tuning the signal pruner's policy by replay",
         "",
-        f"Command: `python benchmarks/tune_signal.py --bank {Path(args.bank).name} --seeds {args.seeds} "
+        f"Command: `python benchmarks/tune_signal.py --bank {' '.join(Path(b).name for b in args.bank)} --seeds {args.seeds} "
         f"--trials {args.trials} --keep {args.keep}`  ",
         f"Machine: {machine}; {wall:.0f} s. Seeds 0..{args.seeds - 1}; {args.trials} runs drawn per task and seed.",
         "",
@@ -122,6 +125,8 @@ def main() -> None:
         "|---|---:|---:|---:|",
         f"| signal, chosen policy | {held['median_cost_ratio_vs_none']:.3f} | {held['kept_best_rate']:.0%} | {held['median_norm_regret']:.3f} |",
         f"| signal, default `Policy()` | {default['median_cost_ratio_vs_none']:.3f} | {default['kept_best_rate']:.0%} | {default['median_norm_regret']:.3f} |",
+        f"| signal, no contender or noise guard (`protect_top=0, noise_margin=0`) | {bare['median_cost_ratio_vs_none']:.3f} | "
+        f"{bare['kept_best_rate']:.0%} | {bare['median_norm_regret']:.3f} |",
     ]
     for p, s in builtins.items():
         lines.append(f"| {p} | {s['median_cost_ratio_vs_none']:.3f} | {s['kept_best_rate']:.0%} | {s['median_norm_regret']:.3f} |")

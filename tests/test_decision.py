@@ -267,3 +267,65 @@ def test_uninformative_epoch_defers_to_fallback():
     loser2 = TrialHistory(99, {1: 0.71, 2: 0.75})
     v = decide(loser2, population(curves), gate)
     assert v.source == "curve" and v.evidence["rank_corr_at_epoch"] == pytest.approx(1.0)
+
+
+def _pruned(number: int, curve: list[float]) -> TrialHistory:
+    return TrialHistory(number, {i + 1: v for i, v in enumerate(curve)}, "PRUNED")
+
+
+def test_contender_in_the_top_fraction_is_not_pruned():
+    # 30 trials stopped at epoch 2 (they count as behind at epoch 2), 10 finished ones.
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)]
+                     + [_pruned(100 + i, [3.0 + i, 2.5 + i]) for i in range(30)], metric="val_loss")
+    loser = TrialHistory(99, {1: 1.9, 2: 1.5})  # behind all 10 finished trials at epoch 2, ahead of the 30
+    assert decide(loser, pop, EARLY).action == "prune"
+    v = decide(loser, pop, EARLY.model_copy(update={"protect_top": 0.3}))
+    assert (v.action, v.source) == ("continue", "contender")
+    assert v.evidence["rank"] == 11 and v.evidence["n_at_epoch"] == 41
+    assert v.reason == "contender: rank 11 of 41 trials at epoch 2 (top 30% are never pruned)"
+    # Outside the top fraction: the forecast decides as before.
+    assert decide(loser, pop, EARLY.model_copy(update={"protect_top": 0.2})).action == "prune"
+
+
+def test_contender_rank_counts_a_trial_that_finished_early_by_its_final_value():
+    policy = EARLY.model_copy(update={"protect_top": 0.99})
+    trial = TrialHistory(99, {1: 1.9, 2: 1.5})  # behind the 10 finished trials at epoch 2
+    early = TrialHistory(50, {1: 0.5}, "COMPLETE", 0.05)  # finished (converged) at epoch 1: ahead
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)] + [early], metric="val_loss")
+    assert decide(trial, pop, policy).evidence["rank"] == 12
+    stopped = TrialHistory(50, {1: 0.5}, "PRUNED")  # pruned at epoch 1: behind
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)] + [stopped], metric="val_loss")
+    assert decide(trial, pop, policy).evidence["rank"] == 11
+
+
+def test_contender_is_symmetric_in_direction():
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)]
+                     + [_pruned(100 + i, [3.0 + i, 2.5 + i]) for i in range(30)], metric="val_loss")
+    flip = Population([TrialHistory(t.number, {k: -v for k, v in t.values.items()}, t.state,
+                                    None if t.final is None else -t.final) for t in pop.trials],
+                      direction="maximize", metric="val_loss")
+    policy = EARLY.model_copy(update={"protect_top": 0.3})
+    a = decide(TrialHistory(99, {1: 1.9, 2: 1.5}), pop, policy)
+    b = decide(TrialHistory(99, {1: -1.9, 2: -1.5}), flip, policy)
+    assert (a.action, a.source, a.evidence["rank"]) == (b.action, b.source, b.evidence["rank"])
+
+
+def test_noise_margin_spares_a_trial_within_the_outcomes_noise():
+    # Finished accuracy curves that wobble by about 0.01 from epoch to epoch near their end.
+    rng = np.random.default_rng(0)
+    curves = [[0.5 + 0.03 * e + o + 0.01 * rng.standard_normal() for e in range(1, 11)] for o in np.linspace(0, 0.1, 10)]
+    pop = Population([finished(i, c) for i, c in enumerate(curves)], direction="maximize", metric="val_acc")
+    best = max(c[-1] for c in curves)
+    near = TrialHistory(99, {1: 0.5 + 0.03 + 0.07, 2: 0.5 + 0.06 + 0.07})
+    plain = decide(near, pop, EARLY.model_copy(update={"noise_margin": 0.0}))
+    assert plain.action == "prune" and "noise" not in plain.reason
+    gap = best - plain.evidence["optimistic_final"]
+    noisy = EARLY.model_copy(update={"noise_margin": 3.0})
+    v = decide(near, pop, noisy)
+    noise = v.evidence["noise"]
+    assert 0.003 < noise < 0.03  # the wobble, measured from the finished trials' tails
+    assert 0 < gap <= 3.0 * noise and (v.action, v.source) == ("continue", "curve")
+    assert v.reason.endswith(f"(within 3x the outcome's noise {noise:.4g})")
+    # A clear loser is still pruned, and its reason says by how much beyond the noise.
+    lost = decide(TrialHistory(99, {1: 0.2, 2: 0.21}), pop, noisy)
+    assert lost.action == "prune" and f"even by 3x its noise {lost.evidence['noise']:.4g}" in lost.reason
