@@ -3,7 +3,7 @@ training against plain backprop, L1, He init, a statistics-only ENN and β = 0, 
 Grad-CAM, and write ``benchmarks/results/enn.md``.
 
     python benchmarks/enn_study.py zoo        # K=6 ENNs -> automl/models/enn/ (= `automl enn train`, step 1)
-    python benchmarks/enn_study.py gains      # 12 architectures x 6 ENNs x 5 seeds -> gains.json, recommender.json
+    python benchmarks/enn_study.py gains      # 12 architectures x 6 ENNs x 15 seeds -> gains.json, recommender.json
     python benchmarks/enn_study.py evaluate   # 10 seeds x 6 arms x 6 architectures on mnist5k and digits
     python benchmarks/enn_study.py sweep      # β from 0 to 300 on one architecture, 10 seeds
     python benchmarks/enn_study.py confirm    # the sweep's best β against plain on fresh seeds
@@ -420,7 +420,7 @@ def main(argv=None) -> None:
     z.add_argument("--guided-runs", type=int, default=30)
     g = sub.add_parser("gains")
     g.add_argument("--jobs", type=int, default=2)
-    g.add_argument("--seeds", type=int, default=5)
+    g.add_argument("--seeds", type=int, default=15)
     g.add_argument("--resume", action="store_true", help="keep the seeds gains.json holds; run only the others")
     e = sub.add_parser("evaluate")
     e.add_argument("--jobs", type=int, default=2)
