@@ -387,7 +387,8 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
         )
 
     # 3a. A contender: in the top ``protect_top`` of every trial that reached this epoch.
-    if policy.protect_top > 0 and n_ahead < policy.protect_top * (n_at_step + 1):
+    # Alone at an epoch, a trial is no contender (as it is no incumbent).
+    if policy.protect_top > 0 and n_at_step > 0 and n_ahead < policy.protect_top * (n_at_step + 1):
         return Verdict(
             action="continue",
             reason=f"contender: rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step} "

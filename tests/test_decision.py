@@ -329,3 +329,8 @@ def test_noise_margin_spares_a_trial_within_the_outcomes_noise():
     # A clear loser is still pruned, and its reason says by how much beyond the noise.
     lost = decide(TrialHistory(99, {1: 0.2, 2: 0.21}), pop, noisy)
     assert lost.action == "prune" and f"even by 3x its noise {lost.evidence['noise']:.4g}" in lost.reason
+
+
+def test_a_trial_alone_at_its_epoch_is_no_contender():
+    v = decide(TrialHistory(0, {1: 1.0}), Population([], metric="val_loss"), Policy(protect_top=0.5))
+    assert v.source != "contender"
