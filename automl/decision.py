@@ -98,11 +98,12 @@ class Policy(BaseModel):
         min_epochs: no curve-forecast pruning before this epoch.
         protect_top: a trial ranked in this top fraction at its epoch, among every trial that
             reached the epoch or stopped before it (those count as behind), is never pruned by
-            the forecast, the capacitance model or the median rule: the eventual best run is
+            the failure classifier, the capacitance model, the forecast or the median rule
+            (divergence still prunes it): the eventual best run is
             nearly always near the top by epoch 2-3, if rarely first (0 = off).
         noise_margin: prune only if the optimistic forecast is worse than the best finished
-            value by more than this many times the outcome's noise: the median over finished
-            trials of the epoch-to-epoch spread of their last values (a last value measured on a
+            value by more than this many times the outcome's noise: the median over the 16 latest
+            finished trials of the epoch-to-epoch spread of their last 6 values (a last value measured on a
             small validation set can end best by luck). 0 = off.
         n_neighbors: peers used by the forecast (at least; more with many finished trials).
         band: central mass of the forecast's uncertainty band; the optimistic end is its
@@ -386,7 +387,7 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             source="incumbent",
         )
 
-    # 3a. A contender: in the top ``protect_top`` of every trial that reached this epoch.
+    # 3a. A contender: in the top ``protect_top`` of every trial that reached this epoch or stopped before it.
     # Alone at an epoch, a trial is no contender (as it is no incumbent).
     if policy.protect_top > 0 and n_at_step > 0 and n_ahead < policy.protect_top * (n_at_step + 1):
         return Verdict(
