@@ -99,8 +99,8 @@ class Policy(BaseModel):
         protect_top: a trial ranked in this top fraction at its epoch, among every trial that
             reached the epoch or stopped before it (those count as behind), is never pruned by
             the failure classifier, the capacitance model, the forecast or the median rule
-            (divergence still prunes it): the eventual best run is
-            nearly always near the top by epoch 2-3, if rarely first (0 = off).
+            (divergence still prunes it): the eventual best run is usually
+            near the top from epoch 2, if rarely first (benchmarks/results/best_run_rank.md). 0 = off.
         noise_margin: prune only if the optimistic forecast is worse than the best finished
             value by more than this many times the outcome's noise: the median over the 16 latest
             finished trials of the epoch-to-epoch spread of their last 6 values (a last value measured on a
