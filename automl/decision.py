@@ -13,7 +13,8 @@ Order of checks (cheapest and most certain first):
 3. the current incumbent (best value at this epoch among all trials, or already better than
    every finished trial) -> continue, always; with ``Policy(protect_top=q)``, so does a
    *contender*: a trial in the top ``q`` of every trial that reached this epoch or stopped
-   before it (a trial stopped earlier counts as behind);
+   before it (a trial stopped earlier counts as behind); with ``Policy(rank_cut=c)``, a trial with
+   more than the fraction ``c`` of those trials ahead of it is pruned ("rank");
 4. with ``Policy(capacitance="auto")`` and βeff in the records: a population model fitted on the
    finished trials (βeff, its change, the metric, its change at this epoch -> final value) is used
    only where it predicts the finished trials' ends better than the same model without βeff
@@ -46,7 +47,7 @@ __all__ = ["TrialHistory", "Population", "Policy", "Verdict", "decide", "converg
 
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
-Source = Literal["no_data", "budget", "divergence", "incumbent", "contender", "capacitance", "curve", "fallback", "thin", "dynamics", "failure"]
+Source = Literal["no_data", "budget", "divergence", "incumbent", "contender", "rank", "capacitance", "curve", "fallback", "thin", "dynamics", "failure"]
 
 _FINISHED_OK = "COMPLETE"
 _LOSS_KEYS = ("train_loss", "val_loss")
@@ -101,6 +102,13 @@ class Policy(BaseModel):
             the failure classifier, the capacitance model, the forecast or the median rule
             (divergence still prunes it): the eventual best run is usually
             near the top from epoch 2, if rarely first (benchmarks/results/best_run_rank.md). 0 = off.
+        rank_cut: from epoch ``rank_cut_from`` on, prune a trial with more than this fraction of
+            the trials ahead of it at its epoch (every trial that reached the epoch or stopped
+            before it, stopped ones counting as behind), once ``min_finished`` trials finished:
+            the eventual best run is rarely outside the top quarter from epoch 2 on
+            (benchmarks/results/best_run_rank.md), and the curve forecast needs epochs to be sure.
+            0 = off.
+        rank_cut_from: the first epoch the rank cut applies (epoch 1 ranks the best run anywhere).
         noise_margin: prune only if the optimistic forecast is worse than the best finished
             value by more than this many times the outcome's noise: the median over the 16 latest
             finished trials of the epoch-to-epoch spread of their last 6 values (a last value measured on a
@@ -149,22 +157,26 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Defaults chosen by replay on TaskSet (benchmarks/results/tune_signal.md): pruning before
-    # epoch 3, by the curve or the median, lost the eventual best run most often.
+    # Defaults chosen by replay on TaskSet + our banks, in two grids, each judged on held-out tasks
+    # (benchmarks/results/tune_signal.md; the first grid is in its git history). The first chose
+    # the contender and noise guards: 95% of held-out task-seeds kept the best run (76% without).
+    # The second, over them, chose the rank cut from epoch 2 with the forecast and the median rule
+    # from epoch 5 (at epochs 3-4 they lost the eventual best run most often), and an 80% band:
+    # 94% kept for 0.153 of the epochs (0.158 before; the forecast alone: 77%, 0.134).
     min_finished: int = Field(5, ge=1)
-    min_epochs: int = Field(3, ge=1)
-    # Chosen by replay on TaskSet + our banks, judged on held-out tasks (tune_signal.md): kept the
-    # best run in 95% of held-out task-seeds (76% without), for 0.158 vs 0.126 of the epochs.
+    min_epochs: int = Field(5, ge=1)
     protect_top: float = Field(0.05, ge=0.0, lt=1.0)
     noise_margin: float = Field(4.0, ge=0.0)
+    rank_cut: float = Field(0.4, ge=0.0, lt=1.0)
+    rank_cut_from: int = Field(2, ge=1)
     n_neighbors: int = Field(15, ge=1)
-    band: float = Field(0.95, gt=0.0, lt=1.0)
+    band: float = Field(0.8, gt=0.0, lt=1.0)
     margin: float = Field(0.0, ge=0.0)
     min_rank_corr: float = Field(0.0, ge=-1.0, le=1.0)
     optimism: Literal["neighbors", "all"] = "neighbors"
     fallback: Literal["median", "none"] = "median"
     fallback_startup_trials: int = Field(5, ge=0)
-    fallback_warmup_epochs: int = Field(3, ge=0)
+    fallback_warmup_epochs: int = Field(5, ge=0)
     capacitance: Literal["off", "auto"] = "off"
     capacitance_min_finished: int = Field(10, ge=4)
     capacitance_min_epochs: int = Field(2, ge=1)
@@ -198,7 +210,8 @@ class Verdict(BaseModel):
         reason: one sentence, e.g. ``"diverged at epoch 3: val_loss=nan"``.
         evidence: the numbers the reason rests on (JSON-ready; non-finite as ``None``).
         predicted_final: the forecast final metric value, in the metric's own units.
-        source: which check decided (``divergence``, ``budget``, ``incumbent``, ``capacitance``,
+        source: which check decided (``divergence``, ``budget``, ``incumbent``, ``contender``,
+            ``rank``, ``failure``, ``capacitance``,
             ``curve``, ``fallback``, ``thin``, ``no_data``, ``dynamics``).
     """
 
@@ -399,7 +412,19 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             source="contender",
         )
 
-    # 3b. Failure labels: the meta-classifier on this trial's own records.
+    # 3b. The rank cut: far behind the trials at this epoch.
+    if (policy.rank_cut > 0 and step >= policy.rank_cut_from and n_finished >= policy.min_finished
+            and n_ahead > policy.rank_cut * (n_at_step + 1)):
+        return Verdict(
+            action="prune",
+            reason=f"rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step}: more than "
+            f"{policy.rank_cut:.0%} of the trials are ahead ({metric} {_fmt(values[step])})",
+            evidence={"epoch": step, "value": values[step], "rank": n_ahead + 1, "n_at_epoch": n_at_step + 1,
+                      "rank_cut": policy.rank_cut},
+            source="rank",
+        )
+
+    # 3c. Failure labels: the meta-classifier on this trial's own records.
     if policy.failure == "model" and step >= policy.failure_min_epochs and trial_history.records:
         verdict = _failure(trial_history, policy, step, current, peers_now, sign, population.metric)
         if verdict is not None:

@@ -30,11 +30,16 @@ from automl.replay import draw_order, replay, replay_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-GRID = {
-    "min_epochs": [3, 5],
-    "protect_top": [0.0, 0.05, 0.1],
-    "noise_margin": [0.0, 2.0, 4.0],
-}
+# The rank cut, the forecast's band and the first epoch it (and the median rule) may prune, over the
+# contender and noise guards chosen by the previous grid (min_epochs x protect_top x noise_margin).
+GRID = [
+    {"rank_cut": cut, "min_epochs": first, "fallback_warmup_epochs": first, "band": band}
+    for cut in (0.0, 0.3, 0.4, 0.5)
+    for first in (3, 5)
+    for band in (0.95, 0.8)
+]
+
+BARE = {"protect_top": 0.0, "noise_margin": 0.0, "rank_cut": 0.0}
 
 
 def _score(policy_kwargs: dict, tasks: dict, seeds: int, trials: int) -> dict:
@@ -64,7 +69,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--keep", type=float, default=0.9, help="required kept-best rate on the tuning tasks")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--grid", default=None, help="JSON object of Policy fields to lists of values (default: GRID)")
+    parser.add_argument("--grid", default=None, help="JSON: an object of Policy fields to lists of values (their "
+                        "product), or a list of Policy field objects (default: GRID)")
     args = parser.parse_args()
 
     tasks = {}
@@ -74,7 +80,14 @@ def main() -> None:
     tune_tasks = {t: tasks[t] for t in names[0::2]}
     held_out = {t: tasks[t] for t in names[1::2]}
     space = json.loads(args.grid) if args.grid else GRID
-    grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    if isinstance(space, dict):
+        grid = [dict(zip(space, values)) for values in itertools.product(*space.values())]
+    elif isinstance(space, list) and all(isinstance(p, dict) for p in space):
+        grid = space
+    else:
+        raise SystemExit(f"--grid must be a JSON object of lists or a list of objects, but got {args.grid!r}.")
+    for p in grid:
+        Policy(**p)  # a bad field or value fails here, naming it, before any replay
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         scores = list(pool.map(_score, grid, [tune_tasks] * len(grid), [args.seeds] * len(grid), [args.trials] * len(grid)))
@@ -85,8 +98,8 @@ def main() -> None:
         chosen = min(scores, key=lambda s: (-s["kept_best_rate"], s["median_cost_ratio_vs_none"]))
     held = _score(chosen["policy"], held_out, args.seeds, args.trials)
     default = _score({}, held_out, args.seeds, args.trials)
-    # The forecast alone, as it was before the contender and noise guards: what they buy.
-    bare = _score({"protect_top": 0.0, "noise_margin": 0.0}, held_out, args.seeds, args.trials)
+    # The forecast alone, as it was before the contender and noise guards and the rank cut: what they buy.
+    bare = _score(BARE, held_out, args.seeds, args.trials)
     builtins = replay(held_out, ["none", "median", "asha", "hyperband", "patient", "ray-median", "oracle"],
                       seeds=args.seeds, trials=args.trials, jobs=args.jobs)["summary"]
     wall = time.perf_counter() - start
@@ -107,7 +120,7 @@ def main() -> None:
         f"Tuning tasks ({len(tune_tasks)}): {', '.join(t.split('/')[-1] for t in tune_tasks)}.  ",
         f"Held-out tasks ({len(held_out)}): {', '.join(t.split('/')[-1] for t in held_out)}.",
         "",
-        f"Grid: {len(grid)} policies over {json.dumps(space)}. Rule: among policies keeping the best run in "
+        f"Grid: {len(grid)} policies: {json.dumps(space) if isinstance(space, dict) else ', '.join(f'`{json.dumps(p)}`' for p in grid)}. Rule: among policies keeping the best run in "
         f">= {args.keep:.0%} of tuning task-seeds, the cheapest; if none does, the one keeping it most often.",
         "",
         "## Best ten on the tuning tasks",
@@ -125,7 +138,7 @@ def main() -> None:
         "|---|---:|---:|---:|",
         f"| signal, chosen policy | {held['median_cost_ratio_vs_none']:.3f} | {held['kept_best_rate']:.0%} | {held['median_norm_regret']:.3f} |",
         f"| signal, default `Policy()` | {default['median_cost_ratio_vs_none']:.3f} | {default['kept_best_rate']:.0%} | {default['median_norm_regret']:.3f} |",
-        f"| signal, no contender or noise guard (`protect_top=0, noise_margin=0`) | {bare['median_cost_ratio_vs_none']:.3f} | "
+        f"| signal, the forecast alone (`{json.dumps(BARE)}`) | {bare['median_cost_ratio_vs_none']:.3f} | "
         f"{bare['kept_best_rate']:.0%} | {bare['median_norm_regret']:.3f} |",
     ]
     for p, s in builtins.items():

@@ -22,8 +22,9 @@ def population(curves, direction="minimize", **kw) -> Population:
     return Population([finished(i, c) for i, c in enumerate(curves)], direction=direction, metric="val_loss", **kw)
 
 
-# The mechanism from epoch 1 (the defaults wait until epoch 3, as measured by replay).
-EARLY = Policy(min_epochs=1, fallback_warmup_epochs=0, n_neighbors=7, band=0.8)
+# The forecast's mechanism from epoch 1 (the defaults wait until epoch 5, as measured by replay),
+# without the rank cut (its own tests turn it on).
+EARLY = Policy(min_epochs=1, fallback_warmup_epochs=0, n_neighbors=7, band=0.8, rank_cut=0.0)
 
 # Ten finished loss curves 1/(e) + offset, offsets 0..0.9: the best finished final is 0.1.
 CURVES = [[o + 1.0 / e for e in range(1, 11)] for o in np.linspace(0.0, 0.9, 10)]
@@ -102,12 +103,19 @@ def test_budget_reached_never_prunes():
     assert (v.action, v.source) == ("continue", "budget")
 
 
-def test_default_policy_waits_until_epoch_3():
-    loser = {1: 5.0, 2: 4.6, 3: 4.4}
-    for epoch in (1, 2):
-        v = decide(TrialHistory(99, {e: loser[e] for e in range(1, epoch + 1)}), population(CURVES))
+def test_default_policy_ranks_from_epoch_2_and_forecasts_from_epoch_5():
+    # A clear loser, behind all 10 finished trials: nothing at epoch 1, the rank cut at epoch 2.
+    v = decide(TrialHistory(99, {1: 5.0}), population(CURVES))
+    assert v.action == "continue" and v.source == "fallback"
+    v = decide(TrialHistory(99, {1: 5.0, 2: 4.6}), population(CURVES))
+    assert (v.action, v.source) == ("prune", "rank")
+    # Mid-pack (4 of 11 trials ahead, under the 40% cut) but unable to catch the best finished
+    # trial: the forecast waits for epoch 5.
+    mid = {e: 0.35 + 1.0 / e for e in range(1, 6)}
+    for epoch in (2, 3, 4):
+        v = decide(TrialHistory(99, {e: mid[e] for e in range(1, epoch + 1)}), population(CURVES))
         assert v.action == "continue" and v.source == "fallback"
-    v = decide(TrialHistory(99, loser), population(CURVES))
+    v = decide(TrialHistory(99, mid), population(CURVES))
     assert (v.action, v.source) == ("prune", "curve")
 
 
@@ -334,3 +342,35 @@ def test_noise_margin_spares_a_trial_within_the_outcomes_noise():
 def test_a_trial_alone_at_its_epoch_is_no_contender():
     v = decide(TrialHistory(0, {1: 1.0}), Population([], metric="val_loss"), Policy(protect_top=0.5))
     assert v.source != "contender"
+
+
+def test_rank_cut_prunes_a_trial_far_behind_the_trials_at_its_epoch():
+    # 10 finished trials and 10 pruned at epoch 3 (values at epochs 1-3, behind at later epochs).
+    pruned = [_pruned(100 + i, [5.0 + i, 4.0 + i, 3.5 + i]) for i in range(10)]
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)] + pruned, metric="val_loss")
+    off = EARLY.model_copy(update={"rank_cut": 0.0})
+    cut = off.model_copy(update={"rank_cut": 0.5, "rank_cut_from": 2})
+    # At epoch 2: 10 finished trials (1.0..1.4) ahead of 1.45, 10 pruned ones behind: 10 of 21 ahead.
+    mid = TrialHistory(99, {1: 2.0, 2: 1.45})
+    assert decide(mid, pop, cut).source != "rank"
+    # Behind the 10 finished trials and 5 of the pruned ones (4.0..8.0): 15 of 21 ahead.
+    far = TrialHistory(99, {1: 6.0, 2: 8.5})
+    assert decide(far, pop, off).source == "curve"  # without the cut, the forecast decides
+    v = decide(far, pop, cut)
+    assert (v.action, v.source) == ("prune", "rank")
+    assert v.evidence["rank"] == 16 and v.evidence["n_at_epoch"] == 21
+    assert v.reason == "rank 16 of 21 trials at epoch 2: more than 50% of the trials are ahead (val_loss 8.5)"
+    # Not before its first epoch, and not before min_finished trials finished.
+    assert decide(far, pop, cut.model_copy(update={"rank_cut_from": 3})).source != "rank"
+    assert decide(far, pop, cut.model_copy(update={"min_finished": 11})).source != "rank"
+    # At a later epoch the trials stopped before it count as behind: 2.0 at epoch 5 has 10 ahead of 21.
+    late = TrialHistory(99, {1: 6.0, 2: 5.0, 3: 4.0, 4: 3.0, 5: 2.0})
+    assert decide(late, pop, cut.model_copy(update={"rank_cut": 0.45})).source == "rank"
+    assert decide(late, pop, cut).source != "rank"
+
+
+def test_rank_cut_never_prunes_the_incumbent_or_a_contender():
+    pop = Population([finished(i, c) for i, c in enumerate(CURVES)], metric="val_loss")
+    cut = EARLY.model_copy(update={"rank_cut": 0.05, "protect_top": 0.2})
+    assert decide(TrialHistory(99, {1: 0.5, 2: 0.3}), pop, cut).source == "incumbent"
+    assert decide(TrialHistory(99, {1: 1.5, 2: 0.65}), pop, cut).source == "contender"  # rank 2 of 11

@@ -128,7 +128,7 @@ def test_loser_stopped_and_winner_kept(make, direction):
         stops.append(d.step(e, v))
         if stops[-1]:
             break
-    assert stops == [False, False, True], "a clear loser among 10 finished trials is stopped at epoch 3, not before"
+    assert stops == [False, True], "a clear loser among 10 finished trials is stopped at epoch 2, not before"
     d.start()
     winner = [v - 0.5 for v in FINISHED[0]]
     assert not any(d.step(e, v) for e, v in enumerate(flip(winner, direction), 1))
@@ -146,7 +146,7 @@ def test_pickle_round_trip(make):
     for c in FINISHED:
         d2.finish(c)
     d2.start()
-    assert [d2.step(e, LOSER[e - 1]) for e in (1, 2, 3)] == [False, False, True]
+    assert [d2.step(e, LOSER[e - 1]) for e in (1, 2)] == [False, True]
 
 
 # -- Optuna specifics --------------------------------------------------------------------------
@@ -162,12 +162,27 @@ def test_pruned_trial_carries_reason_and_evidence():
     assert set(PRUNE_ATTRS) <= set(attrs)
     assert attrs["prune_reason"] == "diverged at epoch 1: val_loss=nan"
     t = study.ask()
-    for epoch in (1, 2, 3):
+    t.report(9.0, 1)
+    assert not t.should_prune()
+    t.report(9.0, 2)
+    assert t.should_prune()
+    study.tell(t, state=TrialState.PRUNED)
+    attrs = study.trials[-1].user_attrs
+    assert attrs["prune_source"] == "rank" and attrs["prune_epoch"] == 2
+    # Behind the 10 finished trials, ahead of the one that diverged at epoch 1.
+    assert attrs["prune_reason"] == "rank 11 of 12 trials at epoch 2: more than 40% of the trials are ahead (val_loss 9)"
+    assert attrs["prune_evidence"]["rank"] == 11
+    # Without the rank cut, the curve forecast decides from epoch 5, with its numbers.
+    study = optuna.create_study(pruner=SignalPruner(Policy(rank_cut=0.0)))
+    study.set_metric_names(["val_loss"])
+    tell_finished(study, FINISHED)
+    t = study.ask()
+    for epoch in range(1, 6):
         t.report(9.0, epoch)
     assert t.should_prune()
     study.tell(t, state=TrialState.PRUNED)
     attrs = study.trials[-1].user_attrs
-    assert attrs["prune_source"] == "curve" and attrs["prune_epoch"] == 3
+    assert attrs["prune_source"] == "curve" and attrs["prune_epoch"] == 5
     assert attrs["prune_evidence"]["best_finished"] == pytest.approx(FINISHED[0][-1])
     assert "cannot beat the best finished trial #0" in attrs["prune_reason"]
 
@@ -192,8 +207,8 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
     t = study.ask()
     for epoch in (1, 2, 3):
         t.report(9.0, epoch)
-    assert t.should_prune() is True and calls == []  # ten finished peers: the curve decides
-    assert study._storage.get_trial_user_attrs(t._trial_id)["prune_source"] == "curve"
+    assert t.should_prune() is True and calls == []  # ten finished peers: the core decides (rank cut)
+    assert study._storage.get_trial_user_attrs(t._trial_id)["prune_source"] == "rank"
 
 
 def test_max_epochs_never_prunes_the_last_epoch():
