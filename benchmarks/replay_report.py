@@ -70,7 +70,8 @@ def main() -> None:
         "",
         f"Command: `automl bench replay {banks} --seeds {meta.get('seeds')} --trials {meta.get('trials')} --jobs 2 "
         f"--json {Path(args.json_path).name} --plot {Path(args.json_path).with_suffix('.png').name}` "
-        f"then `python benchmarks/replay_report.py {Path(args.json_path).name}`  ",
+        f"then `python benchmarks/replay_report.py {Path(args.json_path).name}"
+        f"{'' if Path(args.out).name == 'replay.md' else ' --out ' + Path(args.out).name}`  ",
         f"Machine: {machine}; replay wall time {meta.get('wall_s')} s. Seeds 0..{meta.get('seeds', 1) - 1}; "
         f"{meta.get('trials')} runs drawn per task and seed, the same order for every pruner.",
         "",
