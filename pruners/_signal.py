@@ -23,7 +23,8 @@ class SignalPruner(BasePruner):
 
     The decision is :func:`automl.decide` (shared with the Ray Tune ``SignalScheduler``):
     a non-finite value prunes at once ("diverged at epoch 3: val_loss=nan"); the current
-    incumbent is never pruned; with enough finished trials, a trial is pruned when even the
+    incumbent and the contenders near it are never pruned; a trial far behind the trials at its
+    epoch is pruned (the rank cut); with enough finished trials, a trial is pruned when even the
     optimistic end of its forecast final value cannot beat the best finished trial; while that
     evidence is thin, the fallback decides.
 
