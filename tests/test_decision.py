@@ -135,6 +135,10 @@ def test_policy_validates_with_named_field():
         Policy(band=1.5)
     with pytest.raises(ValueError, match="min_finished"):
         Policy(min_finished=0)
+    with pytest.raises(ValueError, match="rank_cut"):
+        Policy(rank_cut=1.0)  # every trial would be cut
+    with pytest.raises(ValueError, match="rank_cut_from"):
+        Policy(rank_cut_from=0)
     with pytest.raises(ValueError, match="direction"):
         Population([], direction="up")
 
