@@ -300,6 +300,10 @@ def _final_noise(trials: Sequence[TrialHistory], me: int, last: int = 6, most: i
     return (spread[n // 2] + spread[(n - 1) // 2]) / 2.0 / math.sqrt(2.0)
 
 
+def _rank_evidence(step: int, value: float, n_ahead: int, n_others: int, **threshold: float) -> dict[str, Any]:
+    return {"epoch": step, "value": value, "rank": n_ahead + 1, "n_at_epoch": n_others + 1, **threshold}
+
+
 def _decide(trial_history: TrialHistory, population: Population, policy: Policy) -> Verdict:
     metric = population.metric
     values = trial_history.values
@@ -402,13 +406,12 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
 
     # 3a. A contender: in the top ``protect_top`` of every trial that reached this epoch or stopped before it.
     # Alone at an epoch, a trial is no contender (as it is no incumbent).
+    rank = f"rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step}"
     if policy.protect_top > 0 and n_at_step > 0 and n_ahead < policy.protect_top * (n_at_step + 1):
         return Verdict(
             action="continue",
-            reason=f"contender: rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step} "
-            f"(top {policy.protect_top:.0%} are never pruned)",
-            evidence={"epoch": step, "value": values[step], "rank": n_ahead + 1, "n_at_epoch": n_at_step + 1,
-                      "protect_top": policy.protect_top},
+            reason=f"contender: {rank} (top {policy.protect_top:.0%} are never pruned)",
+            evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, protect_top=policy.protect_top),
             source="contender",
         )
 
@@ -417,10 +420,8 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             and n_ahead > policy.rank_cut * (n_at_step + 1)):
         return Verdict(
             action="prune",
-            reason=f"rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step}: more than "
-            f"{policy.rank_cut:.0%} of the trials are ahead ({metric} {_fmt(values[step])})",
-            evidence={"epoch": step, "value": values[step], "rank": n_ahead + 1, "n_at_epoch": n_at_step + 1,
-                      "rank_cut": policy.rank_cut},
+            reason=f"{rank}: more than {policy.rank_cut:.0%} of the trials are ahead ({metric} {_fmt(values[step])})",
+            evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut),
             source="rank",
         )
 
