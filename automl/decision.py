@@ -13,8 +13,10 @@ Order of checks (cheapest and most certain first):
 3. the current incumbent (best value at this epoch among all trials, or already better than
    every finished trial) -> continue, always; with ``Policy(protect_top=q)``, so does a
    *contender*: a trial in the top ``q`` of every trial that reached this epoch or stopped
-   before it (a trial stopped earlier counts as behind); with ``Policy(rank_cut=c)``, a trial with
-   more than the fraction ``c`` of those trials ahead of it is pruned ("rank");
+   before it (a trial stopped earlier counts as behind); with ``Policy(failure="model")``, a trial
+   the failure meta-classifier labels a sure failure is pruned ("failure"); with
+   ``Policy(rank_cut=c)``, a trial with more than the fraction ``c`` of those trials ahead of it is
+   pruned ("rank");
 4. with ``Policy(capacitance="auto")`` and βeff in the records: a population model fitted on the
    finished trials (βeff, its change, the metric, its change at this epoch -> final value) is used
    only where it predicts the finished trials' ends better than the same model without βeff
@@ -262,7 +264,10 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
         >>> v = decide(TrialHistory(9, {1: 4.0, 2: float("nan")}), pop)
         >>> v.action, v.reason
         ('prune', 'diverged at epoch 2: val_loss=nan')
-        >>> v = decide(TrialHistory(9, {1: 5.0, 2: 4.5, 3: 4.4}), pop)
+        >>> v = decide(TrialHistory(9, {1: 5.0, 2: 4.5}), pop)
+        >>> v.action, v.reason
+        ('prune', 'rank 5 of 7 trials at epoch 2: more than 40% of the trials are ahead (val_loss 4.5)')
+        >>> v = decide(TrialHistory(9, {1: 5.0, 2: 4.5, 3: 4.4}), pop, Policy(min_epochs=3, rank_cut=0))
         >>> v.action, v.source
         ('prune', 'curve')
     """
@@ -415,7 +420,14 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             source="contender",
         )
 
-    # 3b. The rank cut: far behind the trials at this epoch.
+    # 3b. Failure labels: the meta-classifier on this trial's own records. Before the rank cut: the
+    # verdicts prune the same trials either way, and a named failure says more than a rank.
+    if policy.failure == "model" and step >= policy.failure_min_epochs and trial_history.records:
+        verdict = _failure(trial_history, policy, step, current, peers_now, sign, population.metric)
+        if verdict is not None:
+            return verdict
+
+    # 3c. The rank cut: far behind the trials at this epoch.
     if (policy.rank_cut > 0 and step >= policy.rank_cut_from and n_finished >= policy.min_finished
             and n_ahead > policy.rank_cut * (n_at_step + 1)):
         return Verdict(
@@ -424,12 +436,6 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut),
             source="rank",
         )
-
-    # 3c. Failure labels: the meta-classifier on this trial's own records.
-    if policy.failure == "model" and step >= policy.failure_min_epochs and trial_history.records:
-        verdict = _failure(trial_history, policy, step, current, peers_now, sign, population.metric)
-        if verdict is not None:
-            return verdict
 
     # 4. Capacitance: a population model on βeff, where it is informative.
     if policy.capacitance == "auto" and step >= policy.capacitance_min_epochs:

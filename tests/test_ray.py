@@ -50,7 +50,7 @@ def test_real_tuner_stops_losers_with_reasons(local_ray, tmp_path):
     assert results[0.95]["prune_reason"].startswith("diverged at epoch 2")
     assert len(stopped) >= 4, {x: m.get("epoch") for x, m in results.items()}
     for x, m in stopped.items():
-        assert m["epoch"] < 8 and m["prune_source"] in ("curve", "fallback", "divergence")
+        assert m["epoch"] < 8 and m["prune_source"] in ("rank", "curve", "fallback", "divergence")
     assert results[0.0]["epoch"] == 8 and "prune_reason" not in results[0.0]
     best = min(m["loss"] for m in results.values() if not math.isnan(m["loss"]))
     assert best == pytest.approx(0.0 + 1.0 / 8)
