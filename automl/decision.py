@@ -305,6 +305,10 @@ def _final_noise(trials: Sequence[TrialHistory], me: int, last: int = 6, most: i
     return (spread[n // 2] + spread[(n - 1) // 2]) / 2.0 / math.sqrt(2.0)
 
 
+def _rank_phrase(n_ahead: int, n_others: int, step: int) -> str:
+    return f"rank {n_ahead + 1} of {n_others + 1} trials at epoch {step}"
+
+
 def _rank_evidence(step: int, value: float, n_ahead: int, n_others: int, **threshold: float) -> dict[str, Any]:
     return {"epoch": step, "value": value, "rank": n_ahead + 1, "n_at_epoch": n_others + 1, **threshold}
 
@@ -411,11 +415,10 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
 
     # 3a. A contender: in the top ``protect_top`` of every trial that reached this epoch or stopped before it.
     # Alone at an epoch, a trial is no contender (as it is no incumbent).
-    rank = f"rank {n_ahead + 1} of {n_at_step + 1} trials at epoch {step}"
     if policy.protect_top > 0 and n_at_step > 0 and n_ahead < policy.protect_top * (n_at_step + 1):
         return Verdict(
             action="continue",
-            reason=f"contender: {rank} (top {policy.protect_top:.0%} are never pruned)",
+            reason=f"contender: {_rank_phrase(n_ahead, n_at_step, step)} (top {policy.protect_top:.0%} are never pruned)",
             evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, protect_top=policy.protect_top),
             source="contender",
         )
@@ -432,7 +435,8 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
             and n_ahead > policy.rank_cut * (n_at_step + 1)):
         return Verdict(
             action="prune",
-            reason=f"{rank}: more than {policy.rank_cut:.0%} of the trials are ahead ({metric} {_fmt(values[step])})",
+            reason=f"{_rank_phrase(n_ahead, n_at_step, step)}: more than {policy.rank_cut:.0%} of the trials are ahead "
+            f"({metric} {_fmt(values[step])})",
             evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut),
             source="rank",
         )
