@@ -12,7 +12,7 @@ is fed epoch by epoch:
 
 Per task and seed: **cost** = epochs consumed; **regret** = best outcome among the drawn runs
 minus the outcome of the best run the pruner let finish (in the metric's units, >= 0);
-**norm_regret** = regret / (best - median outcome); **kept_best** = the best run was never pruned.
+**norm_regret** = regret / (best - median outcome); **kept_best** = the best run (any of them, if several tie) was never pruned.
 A run's outcome is its metric's last value; a run that ended non-finite is the worst outcome.
 
 With ``Policy(convergence="dynamics")`` and banks that carry the activation trace (``act_rms``,
@@ -320,8 +320,9 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, pol
     reached = np.array([sign * r.values[c - 1] if done else o for r, c, done, o in zip(drawn, consumed, converged, outcomes)])
     reached[~np.isfinite(reached)] = np.inf
     finished = np.array([c >= r.budget or done for c, r, done in zip(consumed, drawn, converged)])
-    best_i = int(np.argmin(outcomes))
-    best = outcomes[best_i]
+    best = outcomes.min()
+    # Runs that tie for the best outcome are equally the best: keeping any of them keeps it.
+    best_runs = outcomes == best
     finished_outcomes = reached[finished]
     best_kept = float(finished_outcomes.min()) if finished_outcomes.size else math.inf
     regret = best_kept - best if math.isfinite(best_kept) and math.isfinite(best) else None
@@ -333,7 +334,7 @@ def replay_task(runs: Sequence[Run], pruner: str, *, seed: int, trials: int, pol
         cost_epochs=int(sum(consumed)),
         regret=None if regret is None else float(regret),
         norm_regret=None if norm is None else float(norm),
-        kept_best=bool(finished[best_i]),
+        kept_best=bool(finished[best_runs].any()),
         n_pruned=int((~finished).sum()),
         n_converged=int(sum(converged)),
     )

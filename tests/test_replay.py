@@ -57,6 +57,21 @@ def test_topk1_keeps_the_best_tenth_after_one_epoch():
     assert r.n_pruned == 36 and r.cost_epochs >= 40
 
 
+def test_kept_best_counts_any_run_that_ties_for_best():
+    """Two runs end at the same best loss; topk1 keeps the one that starts better and stops the other
+    after one epoch. Whichever of the two is drawn first, the best outcome was kept."""
+    def run(i, curve):
+        return Run(task="tie", run_id=str(i), config={}, metric="m", direction="minimize", curves={"m": curve})
+    runs = [run(0, [5.0, 0.5, 0.1]), run(1, [0.2, 0.15, 0.1])] + [run(i, [1.0 + i, 1.0 + i, 1.0 + i]) for i in range(2, 10)]
+    orders = set()
+    for seed in range(8):
+        order = list(draw_order("tie", len(runs), seed, 10))
+        orders.add(order.index(0) < order.index(1))
+        r = replay_task(runs, "topk1", seed=seed, trials=10)
+        assert r.n_pruned == 9 and r.kept_best and r.regret == 0.0
+    assert orders == {True, False}  # both tied runs came first in some seed
+
+
 @pytest.mark.parametrize("pruner", PRUNERS)
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 def test_every_pruner_runs_and_is_reproducible(pruner, direction):
