@@ -152,6 +152,17 @@ def _quiet(cls: Any, *args: Any, **kwargs: Any) -> Any:
         return cls(*args, **kwargs)
 
 
+def _should_prune(trial: Any, name: str) -> bool:
+    if name != "patient":
+        return trial.should_prune()
+    # PatientPruner takes np.nanmin over its patience window; a diverged trial's window is all NaN,
+    # which numpy warns about. That is Optuna's behaviour to measure, not ours to report: the NaN
+    # comparison is false and Patient lets the diverged trial go on, as it would in a real study.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
+        return trial.should_prune()
+
+
 def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
                  conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     import optuna
@@ -191,7 +202,7 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
                 trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", record)
             trial.report(value, epoch)
             used = epoch
-            if epoch < run.budget and trial.should_prune():
+            if epoch < run.budget and _should_prune(trial, name):
                 stopped = True
                 break
             if feed_dyn and epoch < run.budget:
