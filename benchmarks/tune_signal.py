@@ -20,6 +20,7 @@ Writes benchmarks/results/tune_signal.md and .json.
 from __future__ import annotations
 
 import argparse
+import glob
 import itertools
 import json
 import os
@@ -101,9 +102,11 @@ def main() -> None:
         raise SystemExit(f"--grid must be a JSON object of lists or a list of objects, but got {args.grid!r}.")
     for p in grid:
         Policy(**p)  # a bad field or value fails here, naming it, before any replay
+    if args.small_trials < 0:
+        raise SystemExit(f"--small-trials must be >= 0 (0: no small studies), but got {args.small_trials}.")
     unseen_tasks: dict[str, dict] = {}
     for pattern in args.unseen:
-        banks = sorted(Path().glob(pattern)) if not Path(pattern).is_absolute() else [Path(pattern)]
+        banks = sorted(glob.glob(pattern))
         if not banks:
             raise SystemExit(f"--unseen {pattern!r} matches no bank file.")
         unseen_tasks[pattern] = {}
