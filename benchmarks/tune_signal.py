@@ -37,13 +37,14 @@ from automl.replay import draw_order, replay, replay_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# The rank cut, the forecast's band, the first epoch it (and the median rule) may prune and how many
-# finished trials any pruning waits for, over the contender and noise guards chosen by the previous
-# grid (min_epochs x protect_top x noise_margin).
-GRID = [
-    {"rank_cut": cut, "min_epochs": first, "fallback_warmup_epochs": first, "band": band, "min_finished": wait}
-    for cut in (0.0, 0.3, 0.4, 0.5)
-    for first in (3, 5)
+# The rank cut, read as a plain fraction or by a binomial test (rank_confidence), the forecast's
+# band and how many finished trials the forecast (and the plain rank cut) waits for; over the
+# contender and noise guards of the first grid and the forecast's first epoch (5) of the second
+# (min_epochs 3 lost the eventual best run most often there).
+GRID = [{"rank_cut": 0.0, "band": band, "min_finished": wait} for band in (0.95, 0.8) for wait in (2, 3, 5)] + [
+    {"rank_cut": cut, "rank_confidence": conf, "band": band, "min_finished": wait}
+    for cut in (0.3, 0.4, 0.5)
+    for conf in (0.0, 0.9)
     for band in (0.95, 0.8)
     for wait in (2, 3, 5)
 ]

@@ -373,6 +373,60 @@ def test_rank_cut_prunes_a_trial_far_behind_the_trials_at_its_epoch():
     assert decide(late, pop, cut).source != "rank"
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 300), st.data(), st.floats(0.01, 0.99))
+def test_rank_tail_is_the_binomial_upper_tail(n_others, data, cut):
+    from scipy.stats import binom
+
+    from automl.signals import rank_tail
+
+    n_ahead = data.draw(st.integers(0, n_others))
+    assert rank_tail(n_ahead, n_others, cut) == pytest.approx(binom.sf(n_ahead - 1, n_others, cut), rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("args, match", [((3, 2, 0.4), "n_ahead=3"), ((-1, 2, 0.4), "n_ahead=-1"),
+                                         ((1, 2, 0.0), "cut"), ((1, 2, 1.0), "cut")])
+def test_rank_tail_rejects_bad_input(args, match):
+    from automl.signals import rank_tail
+
+    with pytest.raises(ValueError, match=match):
+        rank_tail(*args)
+
+
+def test_confident_rank_cut_waits_for_evidence_not_for_finished_trials():
+    # Trials 0..k-1 stopped at epoch 2 (none finished); a trial behind all of them at epoch 2.
+    def pop(k):
+        return Population([_pruned(i, [2.0, 1.0 + 0.01 * i]) for i in range(k)], metric="val_loss")
+
+    behind = TrialHistory(99, {1: 2.0, 2: 3.0})
+    plain = Policy(rank_cut=0.4)
+    sure = Policy(rank_cut=0.4, rank_confidence=0.9)
+    # The plain cut waits for min_finished finished trials, whatever the ranks say.
+    assert decide(behind, pop(12), plain).source != "rank"
+    # The test: all of k ahead has probability 0.4**k for a trial at the cut: 0.16 at k=2 (not
+    # sure enough at 90%), 0.064 at k=3 (sure).
+    assert decide(behind, pop(2), sure).source != "rank"
+    v = decide(behind, pop(3), sure)
+    assert (v.action, v.source) == ("prune", "rank")
+    assert v.evidence["p_value"] == pytest.approx(0.064)
+    assert v.evidence["rank_confidence"] == 0.9 and v.evidence["rank"] == 4 and v.evidence["n_at_epoch"] == 4
+    assert v.reason == ("rank 4 of 4 trials at epoch 2 (val_loss 3): a trial in the top 40% would see 3 of 3 ahead "
+                        "with probability 0.064")
+
+
+def test_confident_rank_cut_is_never_looser_than_the_plain_cut():
+    # With many trials the test asks more than the fraction: 89 of 200 ahead (44.5%) is past a
+    # 40% cut, yet a trial at the cut sees that many with probability 0.11.
+    pruned = [_pruned(i, [1.0, 1.0 + 0.001 * i]) for i in range(200)]
+    pop = Population(pruned, metric="val_loss")
+    t = TrialHistory(999, {1: 1.0, 2: 1.0 + 0.001 * 88.5})
+    plain = Policy(rank_cut=0.4, min_finished=1, fallback="none")
+    pop_fin = Population(pruned + [finished(500, [1.0, 0.5, 0.4])], metric="val_loss")
+    assert decide(t, pop_fin, plain).source == "rank"
+    assert decide(t, pop, Policy(rank_cut=0.4, rank_confidence=0.9, fallback="none")).source != "rank"
+    assert decide(t, pop, Policy(rank_cut=0.4, rank_confidence=0.85, fallback="none")).source == "rank"
+
+
 def test_rank_cut_never_prunes_the_incumbent_or_a_contender():
     pop = Population([finished(i, c) for i, c in enumerate(CURVES)], metric="val_loss")
     cut = EARLY.model_copy(update={"rank_cut": 0.05, "protect_top": 0.2})

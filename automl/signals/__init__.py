@@ -9,6 +9,7 @@ from automl.signals.curve import (
     forecast_final,
     median_at_step,
     rank_correlation,
+    rank_tail,
 )
 from automl.signals.failure import LABELS as FAILURE_LABELS
 from automl.signals.failure import features as failure_features
@@ -30,4 +31,5 @@ __all__ = [
     "forecast_final",
     "median_at_step",
     "rank_correlation",
+    "rank_tail",
 ]

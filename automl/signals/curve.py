@@ -16,8 +16,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import bdtrc
 
-__all__ = ["CurveForecast", "forecast_final", "median_at_step", "rank_correlation"]
+__all__ = ["CurveForecast", "forecast_final", "median_at_step", "rank_correlation", "rank_tail"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,27 @@ def median_at_step(peers_now: np.ndarray) -> float:
     """Median of finished peers' values at one epoch (``nan`` when there are none)."""
     arr = np.asarray(peers_now, dtype=float)
     return float(np.median(arr)) if arr.size else float("nan")
+
+
+def rank_tail(n_ahead: int, n_others: int, cut: float) -> float:
+    """How surprising ``n_ahead`` trials ahead out of ``n_others`` would be for a trial standing
+    exactly at the quantile ``cut`` of its population: ``P(X >= n_ahead)`` for ``X ~
+    Binomial(n_others, cut)`` (a one-sided binomial test; the trials compared are earlier draws
+    from the same search space). Small means the trial is very likely behind the top ``cut``.
+
+    Example:
+        >>> round(rank_tail(3, 6, 0.4), 3)  # 3 of 6 ahead: no evidence against the top 40%
+        0.456
+        >>> rank_tail(110, 130, 0.4) < 1e-12
+        True
+    """
+    if not 0.0 < cut < 1.0:
+        raise ValueError(f"cut must be a fraction in (0, 1), but got {cut!r}.")
+    if n_others < 0 or not 0 <= n_ahead <= n_others:
+        raise ValueError(f"need 0 <= n_ahead <= n_others, but got n_ahead={n_ahead!r}, n_others={n_others!r}.")
+    if n_ahead == 0:
+        return 1.0
+    return float(bdtrc(n_ahead - 1, n_others, cut))
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
