@@ -22,13 +22,14 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     metric, name, epochs, base_seed = settings.metric, settings.dataset, settings.epochs, settings.seed
-    space_name, device = settings.space, settings.device
+    space_name, device, converge = settings.space, settings.device, settings.converge
 
     def trainable(config: dict) -> None:
         import torch
         from search_spaces import get_space as _get_space
 
         from automl.data import load_dataset as _load
+        from automl.record import auto_every_k_steps
         from automl.reporting import report as _report
         from automl.trainer import train as _train
 
@@ -38,9 +39,13 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
         torch.set_num_threads(1)
         space_ = _get_space(space_name)
         cfg = {k: config[k] for k in space_.names}
-        _train(space_, cfg, _load(name), epochs=epochs, seed=trial_seed(base_seed, cfg), device=device, on_epoch=on_epoch)
+        data = _load(name)
+        # The convergence stop reads the activation trace: the scheduler gets it with each result.
+        k = auto_every_k_steps(len(data.x_train), int(cfg.get("batch_size", 64)), epochs) if converge else None
+        _train(space_, cfg, data, epochs=epochs, seed=trial_seed(base_seed, cfg), device=device, every_k_steps=k,
+               on_epoch=on_epoch)
 
-    scheduler = ray_scheduler(settings.pruner, settings.epochs)
+    scheduler = ray_scheduler(settings.pruner, settings.epochs, settings.policy())
     random_state = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)))
     started_here = False
     if not ray.is_initialized():
@@ -118,6 +123,9 @@ class OptunaRecorder(Callback):
             state, value = TrialState.PRUNED, _last_finite(curve)  # as Optuna stores a pruned trial
             user_attrs.update({k: last.get(k) for k in ("prune_reason", "prune_epoch", "prune_source", "predicted_final")})
         else:
+            if reason is not None:  # stopped as converged: it finished with the value it reached
+                user_attrs.update({"stop_reason": reason, "stop_epoch": last.get("prune_epoch"),
+                                   "stop_source": last.get("prune_source")})
             value = curve[max(curve)] if curve else float("nan")
             state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
             value = value if state == TrialState.COMPLETE else None

@@ -55,6 +55,12 @@ def _storage_option(f):
 @click.option("--heartbeat", type=click.IntRange(min=0), default=30, show_default=True,
               help="Seconds between a running trial's heartbeats on SQL storages; one silent for twice that is failed "
                    "by the next trial any worker starts (0: off).")
+@click.option("--failure", is_flag=True,
+              help="Signal pruner: also prune a trial the failure meta-classifier labels a sure failure (diverging, "
+                   "exploding or vanishing gradients, dying ReLUs, underfitting).")
+@click.option("--converge", is_flag=True,
+              help="Signal pruner: also stop a trial whose layer dynamics settled and whose metric has not improved "
+                   "for 3 epochs; it finishes with the value it reached (traces activations: a few % per epoch).")
 @click.option("--overwrite", is_flag=True, help="Delete a study of the same name first (default: add trials to it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard and summary as JSON.")
 def search(
@@ -72,6 +78,8 @@ def search(
     workers: int,
     ray_address: Optional[str],
     heartbeat: int,
+    failure: bool,
+    converge: bool,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -82,10 +90,13 @@ def search(
     from automl.search import SearchSettings, WorkerError, run_search, run_workers
     from automl.storage import StorageError, open_storage
 
+    if (failure or converge) and pruner != "signal":
+        flags = " and ".join(f for f, on in (("--failure", failure), ("--converge", converge)) if on)
+        raise click.UsageError(f"{flags}: options of the signal pruner, but --pruner is {pruner!r}.")
     settings = SearchSettings(
         space=space, dataset=dataset, trials=trials, epochs=epochs, backend=backend, pruner=pruner, metric=metric,
         storage=storage, study=study_name, seed=seed, n_jobs=n_jobs, ray_address=ray_address,
-        heartbeat=heartbeat,
+        heartbeat=heartbeat, failure=failure, converge=converge,
     )
     try:
         open_storage(storage)  # fail fast, before data and models load

@@ -48,7 +48,7 @@ STOP_ATTRS = ("stop_reason", "stop_epoch", "stop_source", "stop_evidence")
 
 NCP_MODES = ("head", "shadow")
 
-__all__ = ["Probe", "find_layers", "STOP_ATTRS"]
+__all__ = ["Probe", "find_layers", "STOP_ATTRS", "converged_stop"]
 
 
 def find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -60,6 +60,34 @@ def find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
             found.append((name or type(module).__name__, module))
     return found
+
+
+
+def converged_stop(records: Sequence[EpochRecord], trial: Optional[Any] = None, *, metric: str = "val_loss",
+                   policy: Optional[Policy] = None) -> Optional[Verdict]:
+    """The ``converged`` verdict for a run's records so far (:func:`automl.converged_verdict` on the
+    latest record's convergence rule and the metric's curve), or ``None`` to go on.
+
+    With an ``optuna.Trial``, a verdict's reason is stored on it as the user attributes
+    ``stop_reason``, ``stop_epoch``, ``stop_source`` and ``stop_evidence``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
+    if policy is not None and not isinstance(policy, Policy):
+        raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
+    if not records:
+        return None
+    policy = policy or Policy(convergence="dynamics")
+    history = TrialHistory(0, {r.epoch: r.metric(metric) for r in records}, records=[records[-1].compact()])
+    verdict = converged_verdict(history, METRICS[metric], policy, metric=metric)  # type: ignore[arg-type]
+    if verdict is not None and trial is not None:
+        import json
+
+        trial.set_user_attr("stop_reason", verdict.reason)
+        trial.set_user_attr("stop_epoch", verdict.evidence.get("epoch"))
+        trial.set_user_attr("stop_source", verdict.source)
+        trial.set_user_attr("stop_evidence", json.loads(verdict.model_dump_json())["evidence"])
+    return verdict
 
 
 class Probe:
@@ -411,26 +439,8 @@ class Probe:
         """
         if self.every_k_steps is None or self.probe_batch is None:
             raise ValueError("should_stop reads the activation trace: create the Probe with a probe_batch and every_k_steps=k.")
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
-        if policy is not None and not isinstance(policy, Policy):
-            raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
-        if not self.records:
-            return False
-        policy = policy or Policy(convergence="dynamics")
-        history = TrialHistory(0, {r.epoch: r.metric(metric) for r in self.records}, records=[self.records[-1].compact()])
-        verdict = converged_verdict(history, METRICS[metric], policy, metric=metric)  # type: ignore[arg-type]
-        self.stop_verdict = verdict
-        if verdict is None:
-            return False
-        if trial is not None:
-            import json
-
-            trial.set_user_attr("stop_reason", verdict.reason)
-            trial.set_user_attr("stop_epoch", verdict.evidence.get("epoch"))
-            trial.set_user_attr("stop_source", verdict.source)
-            trial.set_user_attr("stop_evidence", json.loads(verdict.model_dump_json())["evidence"])
-        return True
+        self.stop_verdict = converged_stop(self.records, trial, metric=metric, policy=policy)
+        return self.stop_verdict is not None
 
     def close(self) -> None:
         """Remove the forward hooks (the model is left as it was)."""

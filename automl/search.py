@@ -18,11 +18,11 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automl.records import METRICS
 
-__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "WorkerError", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler"]
+__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "WorkerError", "leaderboard", "summarize", "trial_seed", "optuna_pruner", "ray_scheduler", "check_signal_options"]
 
 PRUNERS = ("signal", "median", "asha", "hyperband", "none")
 BACKENDS = ("optuna", "ray")
@@ -48,6 +48,20 @@ class SearchSettings(BaseModel):
     ray_address: Optional[str] = None
     worker: int = Field(0, ge=0)  # which of several processes on one study (its own sampler stream)
     heartbeat: int = Field(30, ge=0)  # seconds between a running trial's heartbeats (SQL storages; 0: off)
+    failure: bool = False  # the signal pruner also prunes what the failure classifier labels a sure failure
+    converge: bool = False  # trials whose layer dynamics settled and metric stalled stop as converged
+
+    @model_validator(mode="after")
+    def _signal_only(self) -> "SearchSettings":
+        check_signal_options(self.pruner, failure=self.failure, converge=self.converge)
+        return self
+
+    def policy(self) -> Any:
+        """The signal pruner's ``Policy``: the default, with the failure classifier and the
+        convergence stop as asked."""
+        from automl.decision import Policy
+
+        return Policy(failure="model" if self.failure else "off", convergence="dynamics" if self.converge else "off")
 
     @property
     def direction(self) -> str:
@@ -56,6 +70,14 @@ class SearchSettings(BaseModel):
     @property
     def study_name(self) -> str:
         return self.study or f"{self.space}-{self.dataset}-{self.pruner}-seed{self.seed}"
+
+
+def check_signal_options(pruner: str, *, failure: bool, converge: bool) -> None:
+    """Refuse the signal pruner's options (``failure``, ``converge``) with another pruner."""
+    for flag, on in (("failure", failure), ("converge", converge)):
+        if on and pruner != "signal":
+            raise ValueError(f"{flag} is an option of the signal pruner, but pruner is {pruner!r}; "
+                             "use pruner 'signal' or leave it off.")
 
 
 def trial_seed(seed: int, config: Mapping[str, Any]) -> int:
@@ -81,14 +103,15 @@ def sampler_seed(seed: int, n_existing_trials: int) -> int:
     return seed if n_existing_trials == 0 else zlib.crc32(f"{seed}:{n_existing_trials}".encode()) & 0x7FFFFFFF
 
 
-def optuna_pruner(name: str, epochs: int) -> Any:
-    """The Optuna pruner a CLI name stands for (built-ins with their default settings)."""
+def optuna_pruner(name: str, epochs: int, policy: Any = None) -> Any:
+    """The Optuna pruner a CLI name stands for (built-ins with their default settings;
+    ``policy`` for ``signal``)."""
     import optuna
 
     from pruners import SignalPruner
 
     if name == "signal":
-        return SignalPruner(max_epochs=epochs)
+        return SignalPruner(policy, max_epochs=epochs)
     if name == "median":
         return optuna.pruners.MedianPruner()
     if name == "asha":
@@ -100,14 +123,15 @@ def optuna_pruner(name: str, epochs: int) -> Any:
     raise ValueError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}.")
 
 
-def ray_scheduler(name: str, epochs: int) -> Any:
-    """The Ray Tune scheduler a CLI name stands for (metric and mode come from ``TuneConfig``)."""
+def ray_scheduler(name: str, epochs: int, policy: Any = None) -> Any:
+    """The Ray Tune scheduler a CLI name stands for (metric and mode come from ``TuneConfig``;
+    ``policy`` for ``signal``)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
     from pruners import SignalScheduler
 
     if name == "signal":
-        return SignalScheduler(time_attr="epoch", max_t=epochs)
+        return SignalScheduler(policy, time_attr="epoch", max_t=epochs)
     if name == "median":
         return MedianStoppingRule(time_attr="epoch", grace_period=1, min_samples_required=5)
     if name == "asha":
@@ -141,7 +165,7 @@ def _create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([settings.metric])
-    for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed"):
+    for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed", "failure", "converge"):
         study.set_user_attr(key, getattr(settings, key))
     return study
 
@@ -271,10 +295,13 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
     import optuna
     import torch
 
+    from automl.probe import converged_stop
+    from automl.record import auto_every_k_steps
     from automl.reporting import report
     from automl.trainer import train
 
-    pruner = optuna_pruner(settings.pruner, settings.epochs)
+    policy = settings.policy()
+    pruner = optuna_pruner(settings.pruner, settings.epochs, policy)
     study = _create_study(settings, storage, pruner=pruner, overwrite=overwrite)
     writes_reason = hasattr(pruner, "verdict")  # SignalPruner stores its own reason
     if settings.n_jobs > 1:
@@ -297,9 +324,11 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         config = space.suggest(trial)
         seed = trial_seed(settings.seed, config)
         trial.set_user_attr("seed", seed)
+        records = []
 
         def on_epoch(record):
             value = report(record, trial, metric=settings.metric)
+            records.append(record)
             # The last epoch is paid for: finish the trial so the sampler sees its full result
             # (the replay benchmark counts epochs the same way).
             if record.epoch < settings.epochs and trial.should_prune():
@@ -307,8 +336,13 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
                     trial.set_user_attr("prune_reason", f"{type(pruner).__name__} pruned at epoch {record.epoch} "
                                                         f"({settings.metric}={value:.4g})")
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
+            # Not pruned: a settled run stops as converged and finishes with the value it reached.
+            return settings.converge and record.epoch < settings.epochs and \
+                converged_stop(records, trial, metric=settings.metric, policy=policy) is not None
 
-        result = train(space, config, data, epochs=settings.epochs, seed=seed, device=settings.device, on_epoch=on_epoch)
+        k = auto_every_k_steps(len(data.x_train), int(config.get("batch_size", 64)), settings.epochs) if settings.converge else None
+        result = train(space, config, data, epochs=settings.epochs, seed=seed, device=settings.device, every_k_steps=k,
+                       on_epoch=on_epoch)
         trial.set_user_attr("epochs", result.epochs)
         return result.final(settings.metric)
 
@@ -326,7 +360,8 @@ def leaderboard(study: Any) -> list[dict[str, Any]]:
         epochs = t.user_attrs.get("epochs")
         if epochs is None:
             epochs = t.last_step or len(records_from_user_attrs(t.user_attrs)) or 0
-        reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason") or ""
+        reason = (t.user_attrs.get("prune_reason") or t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason")
+                  or t.system_attrs.get("fail_reason") or "")
         if not reason and t.state.name == "FAIL" and t.user_attrs.get("worker"):
             reason = (f"ended without a recorded error: its worker {t.user_attrs['worker']} stopped "
                       "(killed, out of memory, or lost its heartbeat)")

@@ -2,7 +2,8 @@
 
 Endpoints (OpenAPI at ``/docs``):
 
-- ``POST /v1/searches`` ``{space, dataset, trials, epochs, pruner, backend, metric, seed}`` -> 202
+- ``POST /v1/searches`` ``{space, dataset, trials, epochs, pruner, backend, metric, seed, failure,
+  converge}`` -> 202
   ``{id, state, ...}``. The search runs in its own worker process (never in the event loop) and
   every trial is persisted in the Optuna storage, in a study named ``search-<id>``;
 - ``GET /v1/searches``; ``GET /v1/searches/{id}`` -> ``{id, state, progress, leaderboard: [{number,
@@ -38,7 +39,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from automl.data import DATASETS
@@ -75,6 +76,15 @@ class SearchRequest(BaseModel):
     backend: Literal["optuna", "ray"] = "optuna"
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    failure: bool = False
+    converge: bool = False
+
+    @model_validator(mode="after")
+    def _signal_only(self) -> "SearchRequest":
+        from automl.search import check_signal_options
+
+        check_signal_options(self.pruner, failure=self.failure, converge=self.converge)
+        return self
 
 
 class RecommendRequest(BaseModel):

@@ -50,8 +50,10 @@ def test_search_then_show(tmp_path, pruner, n_jobs):
 @pytest.mark.slow
 def test_search_on_ray_backend_lands_in_optuna_storage(tmp_path):
     db = f"sqlite:///{tmp_path / 'ray.db'}"
+    # With the failure classifier and the convergence stop on: the trainable traces activations.
     out = automl("search", "--space", "mlp", "--dataset", "digits", "--trials", "4", "--epochs", "2",
-                 "--backend", "ray", "--pruner", "signal", "--n-jobs", "2", "--storage", db, "--json", cwd=tmp_path)
+                 "--backend", "ray", "--pruner", "signal", "--n-jobs", "2", "--storage", db, "--json",
+                 "--failure", "--converge", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["summary"]["trials"] == 4
@@ -71,6 +73,8 @@ def test_search_on_ray_backend_lands_in_optuna_storage(tmp_path):
          "cannot open storage"),
         (["search", "--space", "resnet", "--dataset", "mnist1d", "--storage", "memory"], "input_shape=(1, 40)"),
         (["show", "absent", "--storage", "sqlite:///nowhere.db"], "does not exist"),
+        (["search", "--space", "mlp", "--dataset", "digits", "--pruner", "median", "--converge", "--failure"],
+         "--failure and --converge: options of the signal pruner, but --pruner is 'median'"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_code_2(tmp_path, args, needle):
@@ -106,3 +110,46 @@ def test_resuming_a_study_draws_new_configurations(tmp_path):
     study = run_search(settings)
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(params) == 4 and len(set(params)) == 4
+
+
+def test_signal_options_need_the_signal_pruner():
+    from automl.search import SearchSettings
+
+    with pytest.raises(ValueError, match="failure is an option of the signal pruner, but pruner is 'asha'"):
+        SearchSettings(space="mlp", dataset="digits", pruner="asha", failure=True)
+    p = SearchSettings(space="mlp", dataset="digits", failure=True, converge=True).policy()
+    assert (p.failure, p.convergence) == ("model", "dynamics")
+    assert SearchSettings(space="mlp", dataset="digits").policy() == __import__("automl").Policy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("converge", [True, False])
+def test_converge_traces_activations_and_a_settled_trial_finishes_complete(monkeypatch, converge):
+    import automl.probe
+    from automl import Verdict
+    from automl.search import SearchSettings, leaderboard, run_search
+
+    calls = []
+
+    def settles_at_epoch_2(records, trial=None, *, metric, policy):
+        calls.append((len(records), "dynamics" in records[-1].compact(), policy.convergence, metric))
+        if len(records) == 2 and trial.number == 0:
+            trial.set_user_attr("stop_reason", "layer dynamics settled (test)")
+            return Verdict(action="converged", reason="layer dynamics settled (test)", source="dynamics")
+        return None
+
+    monkeypatch.setattr(automl.probe, "converged_stop", settles_at_epoch_2)
+    s = SearchSettings(space="mlp", dataset="digits", trials=2, epochs=4, storage="memory", heartbeat=0,
+                       failure=True, converge=converge)
+    study = run_search(s)
+    assert study.pruner.policy.failure == "model"
+    rows = {r["number"]: r for r in leaderboard(study)}
+    if not converge:
+        assert calls == [] and rows[0]["epochs"] == 4
+        return
+    # Asked after every epoch but the last, with the activation trace in the record.
+    assert calls and all(has_dyn and conv == "dynamics" and m == "val_acc" for _, has_dyn, conv, m in calls)
+    assert max(n for n, *_ in calls) < 4
+    assert rows[0]["state"] == "COMPLETE" and rows[0]["epochs"] == 2
+    assert rows[0]["reason"] == "layer dynamics settled (test)"
+    assert rows[0]["value"] == study.trials[0].intermediate_values[2]  # the value it reached

@@ -111,3 +111,25 @@ def test_a_trainable_that_raises_is_recorded_fail_with_its_error(local_ray, tmp_
     row = next(r for r in leaderboard(study) if r["state"] == "FAIL")
     assert row["reason"] == "ValueError: bad batch at epoch 2 (x=0.5)"
 
+
+
+def test_a_trial_stopped_as_converged_is_recorded_complete_with_its_reason():
+    from types import SimpleNamespace
+
+    import optuna
+
+    from automl._ray_search import OptunaRecorder
+    from automl.search import leaderboard
+
+    study = optuna.create_study(direction="minimize")
+    study.set_user_attr("epochs", 5)
+    rec = OptunaRecorder(study, _OneFloat(), "loss", "SignalScheduler")
+    last = {"loss": 0.4, "epoch": 2, "prune_reason": "converged: layer dynamics settled at step 120",
+            "prune_epoch": 2, "prune_source": "dynamics", "prune_action": "converged"}
+    trial = SimpleNamespace(trial_id="t0", config={"x": 0.3}, last_result=last)
+    rec.on_trial_result(0, [], trial, {"loss": 0.5, "epoch": 1})
+    rec.on_trial_result(1, [], trial, last)
+    rec.on_trial_complete(2, [], trial)
+    (t,) = study.trials
+    assert (t.state.name, t.value, t.user_attrs["stop_epoch"], t.user_attrs["stop_source"]) == ("COMPLETE", 0.4, 2, "dynamics")
+    assert leaderboard(study)[0]["reason"] == "converged: layer dynamics settled at step 120"

@@ -65,6 +65,8 @@ def test_bad_requests_name_what_was_wrong(client):
     assert res.status_code == 422 and "space" in res.text
     res = client.post("/v1/searches", json={**SMALL, "colour": "red"}, headers=AUTH)
     assert res.status_code == 422 and "colour" in res.text
+    res = client.post("/v1/searches", json={**SMALL, "pruner": "median", "converge": True}, headers=AUTH)
+    assert res.status_code == 422 and "converge is an option of the signal pruner, but pruner is 'median'" in res.text
     res = client.post("/v1/searches", content=b'{"space": "mlp", "dataset": "digits", "trials": Infinity}', headers={
         **AUTH, "content-type": "application/json"})
     assert res.status_code == 422 and "trials" in res.text  # the bad value echoed as text, not a 500
