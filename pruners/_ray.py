@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pickle
@@ -45,7 +46,9 @@ class SignalScheduler(FIFOScheduler):
             trial at it is never stopped, which would save nothing and lose its result.
 
     A result whose metric is ``nan``/``inf`` (a diverged trial) is stopped with the reason
-    "diverged at epoch N"; a result missing the metric is skipped.
+    "diverged at epoch N"; a result missing the metric is skipped. After ``Tuner.restore`` (which
+    brings the scheduler back as it was when the run started), the finished trials Tune re-adds
+    are read back from their ``result.json`` (else their last result), so they are evidence again.
 
     Example:
         >>> from ray import tune
@@ -119,9 +122,39 @@ class SignalScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._require_properties()
+        if trial.trial_id not in self._trials and getattr(trial, "status", None) in ("TERMINATED", "ERROR"):
+            # Tuner.restore re-adds the finished trials to a scheduler that has not seen them (it
+            # is unpickled as it was when the run started): read their curves back as evidence.
+            restored = self._restored(trial)
+            if restored is not None:
+                self._trials[trial.trial_id] = restored
+                return
         hist = self._entry(trial)
         if hist.state == "FAIL":  # Ray retries a failed trial (max_failures > 0): it runs again
             self._trials[trial.trial_id] = hist._replace(state="RUNNING")
+
+    def _restored(self, trial: Any) -> Optional[TrialHistory]:
+        """A finished trial's history from its stored results (``result.json`` in the trial's
+        directory, else its last result), or ``None`` if no result holds the metric."""
+        results = _stored_results(trial)
+        last = getattr(trial, "last_result", None)
+        last = last if isinstance(last, dict) else {}
+        if not results and last:
+            results = [last]
+        values: dict[int, float] = {}
+        for r in results:
+            if self._metric in r and self._time_attr in r:
+                raw = r[self._metric]
+                values[int(r[self._time_attr])] = float("nan") if raw is None else float(raw)
+        if not values:
+            return None
+        number = len(self._trials)
+        if trial.status == "ERROR":
+            return TrialHistory(number, values, "FAIL", None, records=[])
+        if last.get("prune_reason") is not None and last.get("prune_action", "prune") == "prune":
+            return TrialHistory(number, values, "PRUNED", None, records=[])
+        final = values[max(values)]
+        return TrialHistory(number, values, "COMPLETE", final if math.isfinite(final) else None, records=[])
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()
@@ -196,3 +229,25 @@ class SignalScheduler(FIFOScheduler):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+
+def _stored_results(trial: Any) -> list[dict]:
+    """Every result a trial reported, from the ``result.json`` Tune's logger wrote into its
+    directory on the run's storage (local or cloud); ``[]`` if there is none to read."""
+    from ray.air.constants import EXPR_RESULT_FILE
+
+    storage = getattr(trial, "storage", None)
+    try:
+        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/{EXPR_RESULT_FILE}") as f:
+            text = f.readall().decode("utf-8")
+    except (AttributeError, RuntimeError, OSError):  # no storage, no trial dir yet, no file
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short when the run was interrupted
+            continue
+        if isinstance(row, dict):
+            out.append(row)
+    return out

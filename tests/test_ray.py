@@ -133,3 +133,55 @@ def test_a_trial_stopped_as_converged_is_recorded_complete_with_its_reason():
     (t,) = study.trials
     assert (t.state.name, t.value, t.user_attrs["stop_epoch"], t.user_attrs["stop_source"]) == ("COMPLETE", 0.4, 2, "dynamics")
     assert leaderboard(study)[0]["reason"] == "converged: layer dynamics settled at step 120"
+
+
+def flaky_trainable(config):
+    import os
+
+    for epoch in range(1, 5):
+        if config["x"] == 0.9 and epoch == 2 and os.path.exists(config["flag"]):
+            raise MemoryError("out of memory (for the test)")
+        tune.report({"loss": config["x"] + 1.0 / epoch, "epoch": epoch})
+
+
+@pytest.mark.slow
+def test_a_restored_run_prunes_on_the_trials_finished_before_it(local_ray, tmp_path):
+    from automl import Policy
+
+    flag = tmp_path / "fail"
+    flag.touch()
+    # Three trials finish; 0.9 errors (out of memory, say). The user restores the run to retry it.
+    tuner = tune.Tuner(
+        flaky_trainable,
+        param_space={"x": tune.grid_search([0.1, 0.2, 0.3, 0.9]), "flag": str(flag)},
+        tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=1,
+                                    scheduler=SignalScheduler(Policy(min_finished=1, rank_cut=0.5), time_attr="epoch", max_t=4)),
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0),
+    )
+    first = {r.config["x"]: r for r in tuner.fit()}
+    assert first[0.9].error is not None and first[0.1].metrics["epoch"] == 4
+    flag.unlink()
+    # The scheduler comes back as it was pickled when the run started: it must read the finished
+    # trials back. Forgetting them, it would let the retried 0.9 run to the end.
+    restored = tune.Tuner.restore(str(tmp_path / "exp"), flaky_trainable, restart_errored=True)
+    again = {r.config["x"]: r.metrics for r in restored.fit()}
+    assert again[0.9]["epoch"] == 2 and again[0.9]["prune_source"] == "rank", again[0.9]
+    assert again[0.9]["prune_reason"].startswith("rank 4 of 4 trials at epoch 2"), again[0.9]
+
+
+def test_a_restored_trial_without_result_files_counts_by_its_last_result():
+    from types import SimpleNamespace
+
+    sch = SignalScheduler(metric="loss", mode="min", time_attr="epoch")
+    done = SimpleNamespace(trial_id="a", status="TERMINATED", storage=None, last_result={"loss": 0.2, "epoch": 4})
+    pruned = SimpleNamespace(trial_id="b", status="TERMINATED", storage=None,
+                             last_result={"loss": 1.5, "epoch": 2, "prune_reason": "rank 9 of 9", "prune_action": "prune"})
+    failed = SimpleNamespace(trial_id="c", status="ERROR", storage=None, last_result={"loss": 0.9, "epoch": 1})
+    never = SimpleNamespace(trial_id="d", status="TERMINATED", storage=None, last_result={})
+    for t in (done, pruned, failed, never):
+        sch.on_trial_add(None, t)
+    h = sch._trials
+    assert (h["a"].state, h["a"].final, dict(h["a"].values)) == ("COMPLETE", 0.2, {4: 0.2})
+    assert (h["b"].state, h["b"].final) == ("PRUNED", None)
+    assert (h["c"].state, h["c"].final) == ("FAIL", None)
+    assert (h["d"].state, dict(h["d"].values)) == ("RUNNING", {})  # nothing to read: as a new trial
