@@ -442,23 +442,19 @@ def _decide(trial_history: TrialHistory, population: Population, policy: Policy)
 
     # 3c. The rank cut: far behind the trials at this epoch (with a confidence: surely so).
     if (policy.rank_cut > 0 and step >= policy.rank_cut_from and n_ahead > policy.rank_cut * (n_at_step + 1)
-            and (n_finished >= policy.min_finished if policy.rank_confidence == 0 else True)):
+            and (policy.rank_confidence > 0 or n_finished >= policy.min_finished)):
+        rank, shown = _rank_phrase(n_ahead, n_at_step, step), f"{metric} {_fmt(values[step])}"
+        evidence = _rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut)
         if policy.rank_confidence == 0:
-            return Verdict(
-                action="prune",
-                reason=f"{_rank_phrase(n_ahead, n_at_step, step)}: more than {policy.rank_cut:.0%} of the trials are "
-                f"ahead ({metric} {_fmt(values[step])})",
-                evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut),
-                source="rank",
-            )
+            return Verdict(action="prune", reason=f"{rank}: more than {policy.rank_cut:.0%} of the trials are ahead ({shown})",
+                           evidence=evidence, source="rank")
         tail = rank_tail(n_ahead, n_at_step, policy.rank_cut)
         if tail <= 1.0 - policy.rank_confidence:
             return Verdict(
                 action="prune",
-                reason=f"{_rank_phrase(n_ahead, n_at_step, step)} ({metric} {_fmt(values[step])}): a trial in the top "
-                f"{policy.rank_cut:.0%} would see {n_ahead} of {n_at_step} ahead with probability {tail:.2g}",
-                evidence=_rank_evidence(step, values[step], n_ahead, n_at_step, rank_cut=policy.rank_cut,
-                                        rank_confidence=policy.rank_confidence, p_value=tail),
+                reason=f"{rank} ({shown}): a trial in the top {policy.rank_cut:.0%} would see {n_ahead} of {n_at_step} "
+                f"ahead with probability {tail:.2g}",
+                evidence={**evidence, "rank_confidence": policy.rank_confidence, "p_value": tail},
                 source="rank",
             )
 
