@@ -1,0 +1,210 @@
+"""How cheap can pruning by rank get while it keeps the best run? A hindsight bound.
+
+Every pruner in the replay benchmark, ours and the built-ins, stops a run mostly for where it
+stands among the other runs at an epoch (ASHA and Hyperband by rung rank, the median rules by the
+median, the signal pruner's rank cut and forecast by its peers). This script asks what the
+cheapest such rule could do with information no pruner has: at every epoch, each run is ranked
+among **all** the drawn runs of its study (the ones drawn after it included, none of them pruned),
+and a schedule of cuts ``q_e`` stops a run at the first epoch ``e`` where more than the fraction
+``q_e`` of the runs are ahead of it. The schedule is chosen, in hindsight, on the very task-seeds
+it is scored on: the cheapest (median cost over task-seeds, as a ratio to no pruning) that keeps
+the best run in at least ``--keep`` of them.
+
+So the figure is optimistic twice over (full-population ranks, in-sample choice): a sequential
+pruner that ranks by the metric does not beat it by more than luck. Where it lies above a target,
+no rank rule reaches that target; where it lies below, the gap is what running the study one run
+at a time costs, plus what the rule leaves on the table.
+
+    python benchmarks/rank_bound.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz --trials 200
+    python benchmarks/rank_bound.py --bank benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz --trials 150
+
+Writes benchmarks/results/rank_bound.md (one section per ``--name``) and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from automl.bank import read_bank, runs_by_task
+from automl.replay import draw_order
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The schedule family: a cut at epoch 1, a cut at epoch 2, then down (linearly in log-epoch) to a
+# floor reached at epoch ``floor_at`` and kept after it. 1.0 = no cut at that epoch.
+Q1 = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
+Q2 = (1.0, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+FLOOR = (1.0, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02, 0.01)
+FLOOR_AT = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20)
+
+
+def schedule(q1: float, q2: float, floor: float, floor_at: int, budget: int) -> np.ndarray:
+    """The cut at each epoch 1..budget (index 0 = epoch 1)."""
+    q = np.empty(budget)
+    q[0] = q1
+    for e in range(2, budget + 1):
+        if e >= floor_at:
+            q[e - 1] = floor
+        else:
+            w = np.log(e / 2.0) / np.log(floor_at / 2.0)
+            q[e - 1] = q2 + w * (floor - q2)
+    return q
+
+
+def study(runs: list, seed: int, trials: int) -> dict:
+    """One task-seed: each drawn run's share of the others ahead of it at each epoch, and its length."""
+    task = runs[0].task
+    drawn = [runs[i] for i in draw_order(task, len(runs), seed, trials)]
+    sign = 1.0 if drawn[0].direction == "minimize" else -1.0
+    lengths = np.array([r.budget for r in drawn])
+    budget = int(lengths.max())
+    v = np.full((len(drawn), budget), np.nan)
+    for i, r in enumerate(drawn):
+        v[i, : r.budget] = sign * np.asarray(r.values, dtype=float)
+    present = np.arange(budget)[None, :] < lengths[:, None]
+    worst = np.where(present & ~np.isfinite(v), np.inf, v)  # a diverged value stands behind every finite one
+    ahead = np.zeros_like(v)
+    for e in range(budget):
+        col = worst[:, e]
+        at = present[:, e]
+        others = col[at]
+        n = max(len(others) - 1, 1)
+        ahead[at, e] = (others[None, :] < col[at, None]).sum(axis=1) / n
+    outcomes = np.array([worst[i, lengths[i] - 1] for i in range(len(drawn))])
+    best = outcomes == outcomes.min()
+    return {"ahead": ahead, "present": present, "lengths": lengths, "best": best, "full": int(lengths.sum())}
+
+
+def score(studies: list[dict], q_by_budget: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Cost ratio vs no pruning and whether every best run was kept, per task-seed."""
+    costs, kept = [], []
+    for s in studies:
+        budget = s["ahead"].shape[1]
+        q = q_by_budget[budget]
+        cut = (s["ahead"] > q[None, :]) & s["present"]
+        cut[np.arange(len(cut)), s["lengths"] - 1] = False  # stopping at the last epoch saves nothing
+        stopped = cut.any(axis=1)
+        used = np.where(stopped, cut.argmax(axis=1) + 1, s["lengths"])
+        costs.append(used.sum() / s["full"])
+        kept.append(not stopped[s["best"]].any())
+    return np.asarray(costs), np.asarray(kept)
+
+
+def search(studies: list[dict], task_of: np.ndarray, keep: float) -> dict:
+    """Every schedule of the family scored on every study; the cheapest that keeps the best run in
+    at least ``keep`` of the studies (one schedule for all), the cheapest at other kept rates, and the
+    cheapest per task (each task its own schedule, keeping the best in ``keep`` of its studies)."""
+    budgets = sorted({s["ahead"].shape[1] for s in studies})
+    params, costs, kept = [], [], []
+    for q1, q2, floor, at in itertools.product(Q1, Q2, FLOOR, FLOOR_AT):
+        if floor > q2 or (at == 2) != (floor == q2):  # floor == q2: one flat schedule, whatever floor_at
+            continue
+        c, k = score(studies, {b: schedule(q1, q2, floor, at, b) for b in budgets})
+        params.append({"q1": q1, "q2": q2, "floor": floor, "floor_at": at})
+        costs.append(c)
+        kept.append(k)
+    costs, kept = np.asarray(costs), np.asarray(kept)  # schedules x studies
+    medians, rates = np.median(costs, axis=1), kept.mean(axis=1)
+
+    def cheapest(rate: float) -> dict:
+        i = int(np.argmin(np.where(rates >= rate - 1e-12, medians, np.inf)))  # no pruning always qualifies
+        return {**params[i], "median_cost_ratio_vs_none": float(medians[i]), "kept_best_rate": float(rates[i])}
+
+    per_cost, per_kept = np.empty(len(studies)), np.empty(len(studies), dtype=bool)
+    for t in np.unique(task_of):
+        cols = task_of == t
+        ok = kept[:, cols].mean(axis=1) >= keep - 1e-12
+        i = int(np.argmin(np.where(ok, np.median(costs[:, cols], axis=1), np.inf)))
+        per_cost[cols], per_kept[cols] = costs[i, cols], kept[i, cols]
+    return {
+        "schedules": len(params),
+        "chosen": cheapest(keep),
+        "frontier": [{"kept_at_least": r, **cheapest(r)} for r in (1.0, 0.95, 0.9, 0.8, 0.6)],
+        "per_task": {"median_cost_ratio_vs_none": float(np.median(per_cost)), "kept_best_rate": float(per_kept.mean())},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bank", nargs="+", required=True)
+    parser.add_argument("--name", default=None, help="the section's name in the report (default: the banks' names)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--keep", type=float, default=0.9, help="kept-best rate the schedule must reach")
+    parser.add_argument("--out", default=str(RESULTS / "rank_bound"))
+    args = parser.parse_args()
+    if not 0.0 < args.keep <= 1.0:
+        parser.error(f"--keep must lie in (0, 1], got {args.keep}")
+
+    t0 = time.perf_counter()
+    tasks: dict = {}
+    for path in args.bank:
+        tasks.update(runs_by_task(read_bank(path)))
+    studies = [study(runs, seed, args.trials) for runs in tasks.values() for seed in range(args.seeds)]
+    task_of = np.repeat(np.arange(len(tasks)), args.seeds)
+    found = search(studies, task_of, args.keep)
+    name = args.name or " + ".join(Path(p).name.split(".")[0] for p in args.bank)
+    result = {
+        "name": name, "banks": [Path(p).name for p in args.bank], "seeds": args.seeds, "trials": args.trials,
+        "task_seeds": len(studies), "keep": args.keep, **found,
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+    out_json = Path(args.out + ".json")
+    store = json.loads(out_json.read_text()) if out_json.exists() else {}
+    store[name] = result
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(store, indent=1) + "\n")
+    Path(args.out + ".md").write_text(_report(store))
+    print(json.dumps({"name": name, "chosen": found["chosen"], "per_task": found["per_task"]}, indent=1))
+
+
+def _report(store: dict) -> str:
+    lines = [
+        "# Pruning by rank, in hindsight: the cheapest schedule that keeps the best run",
+        "",
+        "Command: `python benchmarks/rank_bound.py --bank BANK ... --trials N` (module docstring). "
+        "Each run is ranked at every epoch among all the drawn runs of its study (none pruned, later ones "
+        "included), and stopped at the first epoch where more than the fraction `q_e` of them are ahead; the "
+        f"schedules ({len(Q1)} epoch-1 cuts x {len(Q2)} epoch-2 cuts x {len(FLOOR)} floors x {len(FLOOR_AT)} "
+        "epochs the floor is reached at, linear in log-epoch between) are scored on the same task-seeds they are "
+        "chosen on. Cost = median over task-seeds of epochs used / epochs without pruning; kept best = the best "
+        "run (or one tied with it) never stopped. A sequential pruner ranking by the metric sees less and does not "
+        "beat this by more than luck.",
+        "",
+    ]
+    for name, r in store.items():
+        c = r["chosen"]
+        lines += [
+            f"## {name}",
+            "",
+            f"{r['task_seeds']} task-seeds ({r['trials']} runs drawn each, seeds 0..{r['seeds'] - 1}), "
+            f"{r['schedules']} schedules; {r['machine']}, {r['wall_s']} s.",
+            "",
+            "| kept best at least | cost vs none | kept best | epoch-1 cut | epoch-2 cut | floor | floor from epoch |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for f in r["frontier"]:
+            lines.append(f"| {f['kept_at_least']:.0%} | {f['median_cost_ratio_vs_none']:.3f} | {f['kept_best_rate']:.0%} | "
+                         f"{f['q1']:g} | {f['q2']:g} | {f['floor']:g} | {f['floor_at']} |")
+        p = r["per_task"]
+        lines += [
+            "",
+            f"One schedule for all, kept best >= {r['keep']:.0%}: cost **{c['median_cost_ratio_vs_none']:.3f}**. "
+            f"Each task its own schedule (kept best in >= {r['keep']:.0%} of its seeds): cost "
+            f"**{p['median_cost_ratio_vs_none']:.3f}**, kept best {p['kept_best_rate']:.0%}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
