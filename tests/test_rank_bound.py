@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from automl.bank import Run, write_bank
-from benchmarks.rank_bound import schedule, score, search, study
+from automl.replay import draw_order
+from benchmarks.rank_bound import schedule, score, search, sequential, study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +53,20 @@ def test_losing_the_best_run_is_counted():
     s = study(_runs([[0.5, 0.6], [0.4, 0.5], [0.1, 0.9]]), seed=0, trials=3)
     _, kept = score([s], {2: np.array([0.5, 1.0])})
     assert not kept[0]
+
+
+def test_one_trial_at_a_time_a_run_is_ranked_only_among_the_runs_before_it():
+    runs = _runs([[0.5, 0.6, 0.7], [0.4, 0.5, 0.9], [0.3, 0.2, 0.1]])
+    seed = next(k for k in range(100) if list(draw_order("t", 3, k, 3)) == [0, 1, 2])  # drawn as listed
+    s = study(runs, seed=seed, trials=3)
+    q = np.full(3, 0.4)
+    # In hindsight the late bloomer (0.9) has one run of three ahead at epochs 1-2: kept.
+    costs, kept = score([s], {3: q})
+    assert costs[0] == pytest.approx(7 / 9) and kept[0]
+    # One at a time it sees only the first run, ahead of it at epoch 1 (1 > 0.4 x 2): cut.
+    assert sequential(s, q, min_finished=1) == (pytest.approx(5 / 9), False)
+    # Waiting for two finished trials, it runs to its end, and the third run is cut at epoch 1.
+    assert sequential(s, q, min_finished=2) == (pytest.approx(7 / 9), True)
 
 
 def test_the_search_keeps_the_best_run_as_asked_and_never_costs_more_than_no_pruning():
