@@ -179,6 +179,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0.0 < args.keep <= 1.0:
         parser.error(f"--keep must lie in (0, 1], got {args.keep}")
+    if args.seeds < 1 or args.trials < 2:
+        parser.error(f"--seeds must be >= 1 and --trials >= 2, got {args.seeds} and {args.trials}")
 
     t0 = time.perf_counter()
     tasks: dict = {}
