@@ -93,3 +93,11 @@ def test_the_script_writes_its_report_and_refuses_a_bad_keep(tmp_path):
     assert store["toy"]["task_seeds"] == 2 and "## toy" in out.with_suffix(".md").read_text()
     bad = subprocess.run(cmd + ["--keep", "1.5"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--keep must lie in (0, 1], got 1.5" in bad.stderr
+    # Another section's schedule scored here: the same banks give back the same figures.
+    subprocess.run(cmd + ["--name", "again", "--apply-from", "toy"], check=True, capture_output=True, cwd=ROOT)
+    store = json.loads(out.with_suffix(".json").read_text())
+    applied = store["again"]["applied"]
+    assert applied["median_cost_ratio_vs_none"] == store["toy"]["chosen"]["median_cost_ratio_vs_none"]
+    assert applied["sequential"] == store["toy"]["sequential"]
+    bad = subprocess.run(cmd + ["--apply-from", "nope"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "--apply-from 'nope': no such section" in bad.stderr
