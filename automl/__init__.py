@@ -5,8 +5,13 @@ Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`
 (the one decision core; ``converged_verdict`` is its "will not gain" check, also asked by
 ``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data); ``diagnose`` (the
 failure meta-classifier: labels with probabilities and reasons); ``recommend`` (which guidance
-network to train an MLP with: ``automl.recommender``; the networks are in ``automl.enn``).
+network to train an MLP with: ``automl.guidance.recommender``; the networks are in ``automl.guidance.enn``).
 torch is imported only when a torch-facing name is first used.
+
+Packages, in data-flow order: ``automl.training`` (datasets, probe, trainer) feeds records through
+``automl.reporting`` to the pruners (``automl.decision``); ``automl.search`` runs whole searches
+with them; ``automl.bench`` records curve banks and replays pruners on them; ``automl.guidance``
+holds the guidance networks and their recommender.
 """
 
 from __future__ import annotations
@@ -42,17 +47,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Probe": "automl.probe",
+    "Probe": "automl.training.probe",
     "report": "automl.reporting",
-    "train": "automl.trainer",
-    "fit": "automl.trainer",
-    "evaluate": "automl.trainer",
-    "load_dataset": "automl.data",
-    "from_tensors": "automl.data",
-    "Dataset": "automl.data",
+    "train": "automl.training.trainer",
+    "fit": "automl.training.trainer",
+    "evaluate": "automl.training.trainer",
+    "load_dataset": "automl.training.data",
+    "from_tensors": "automl.training.data",
+    "Dataset": "automl.training.data",
     "diagnose": "automl.diagnosis",
     "Diagnosis": "automl.diagnosis",
-    "recommend": "automl.recommender",
+    "recommend": "automl.guidance.recommender",
 }
 
 

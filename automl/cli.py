@@ -14,12 +14,12 @@ from typing import Any, Optional
 
 import click
 
-from automl.data import DATASETS
 from automl.search import BACKENDS, PRUNERS
+from automl.training.data import DATASETS
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "SPACES"]
 
-_SPACES = ("mlp", "cnn", "resnet", "resnet_small")  # checked against search_spaces.SPACES in a test
+SPACES = ("mlp", "cnn", "resnet", "resnet_small")  # checked against search_spaces.SPACES in a test
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +38,7 @@ def _storage_option(f):
 
 
 @cli.command()
-@click.option("--space", type=click.Choice(_SPACES), required=True, help="Candidate family.")
+@click.option("--space", type=click.Choice(SPACES), required=True, help="Candidate family.")
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Bundled dataset.")
 @click.option("--trials", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Budget per trial.")
@@ -212,7 +212,7 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
 def recommend(arch: str, top: int, zoo_path: Optional[str], as_json: bool) -> None:
     """Which guidance network (ENN) to train ARCH with: ENNs ranked by predicted test-accuracy
     gain over plain backprop, each with its uncertainty and the evidence behind it."""
-    from automl.recommender import recommend as _recommend
+    from automl.guidance.recommender import recommend as _recommend
 
     try:
         result = _recommend(arch, top=top, zoo_path=zoo_path)
@@ -255,7 +255,7 @@ def enn() -> None:
 def enn_train(out: Optional[str], jobs: int, runs: int, guided_runs: int, seeds: int) -> None:
     """Train the K=6 guidance networks, measure each one's gain on 12 architectures, and fit the
     recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json.gz)."""
-    from automl.recommender import build_zoo, fit_recommender, measure_gains
+    from automl.guidance.recommender import build_zoo, fit_recommender, measure_gains
 
     start = time.perf_counter()
     metas = build_zoo(out, jobs=jobs, runs=runs, guided_runs=guided_runs)
@@ -313,8 +313,8 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
     from rich.progress import Progress
     from rich.table import Table
 
-    from automl import replay as rp
-    from automl.bank import BankError, read_bank, runs_by_task
+    from automl.bench import replay as rp
+    from automl.bench.bank import BankError, read_bank, runs_by_task
 
     names = [p.strip() for p in pruners.split(",") if p.strip()]
     unknown = [p for p in names if p not in rp.PRUNERS]
@@ -349,7 +349,7 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
 
 
 @bench.command("record")
-@click.option("--space", type=click.Choice(_SPACES), required=True)
+@click.option("--space", type=click.Choice(SPACES), required=True)
 @click.option("--dataset", type=click.Choice(DATASETS), required=True)
 @click.option("--runs", type=click.IntRange(min=1), required=True, help="Configurations to train to the full budget.")
 @click.option("--epochs", type=click.IntRange(min=1), required=True)
@@ -366,7 +366,7 @@ def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, ou
     to a curve bank; re-running the same command resumes without redoing finished runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from automl.record import record_bank
+    from automl.bench.recorder import record_bank
 
     start = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

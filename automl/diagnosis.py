@@ -187,7 +187,7 @@ def _mean(vals: Sequence[Optional[float]]) -> float:
 
 
 def run_from_bank(row: Any) -> dict[str, Any]:
-    """The diagnosis input of a curve-bank row (``automl.bank.Run``) recorded by the probe."""
+    """The diagnosis input of a curve-bank row (``automl.bench.bank.Run``) recorded by the probe."""
     sig = row.signals
     grads = sig.get("grad_norm")
     run: dict[str, Any] = {key: list(row.curves[key]) for key in CURVE_KEYS}

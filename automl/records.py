@@ -1,18 +1,31 @@
 """Per-epoch training records: plain, JSON-serialisable data every other part reads.
 
 Non-finite numbers (a diverged run) are kept as ``nan``/``inf`` in memory and written as
-``null`` in JSON, as the curve-bank format of DESIGN.md asks; reading ``null`` back gives ``None``.
+``null`` in JSON, as the curve-bank format asks; reading ``null`` back gives ``None``.
+
+One record travels in three shapes, and this module owns every change between them:
+
+- ``EpochRecord``, in memory, as the probe writes it;
+- the **compact** dict (``EpochRecord.compact()``): nested, without the step-level trace, non-finite
+  as ``None``; what Optuna user attributes hold and what ``decide`` and ``diagnose`` read;
+- the **flat** dict (:func:`tune_metrics`): scalars only, as reported to Ray Tune, with the layer
+  statistics summed up (:data:`FLAT_LAYER_KEYS`) and the convergence state as ``dynamics_*`` keys.
+  :func:`compact_from_flat` turns one Ray result back into the compact dict ``decide`` reads.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EpochRecord", "LayerStats", "ActivationTrace", "METRICS"]
+from automl.validation import finite_or_none, is_finite
+
+__all__ = ["EpochRecord", "LayerStats", "ActivationTrace", "METRICS", "FLAT_LAYER_KEYS", "tune_metrics",
+           "compact_from_flat", "is_finite"]
 
 #: Metric names a record carries, and the direction in which each improves.
 METRICS: dict[str, str] = {
@@ -119,13 +132,52 @@ class EpochRecord(BaseModel):
         return json.loads(self.model_dump_json(exclude={"activations"}, exclude_none=True))
 
 
+#: The layer statistics of a flat record (per-layer lists summed up), as the failure classifier reads them.
+FLAT_LAYER_KEYS = ("grad_norm_first", "grad_norm_last", "zero_grad_frac", "weight_norm", "n_layers")
+_DYNAMICS_PREFIX = "dynamics_"
+
+
+def tune_metrics(record: EpochRecord) -> dict[str, Any]:
+    """The flat shape of a record: its scalars, as reported to Ray Tune.
+
+    A field that was not measured (``None``) is left out, as ``EpochRecord.compact`` does for
+    Optuna, so it is never read as a diverged value; a measured ``nan``/``inf`` stays as it is.
+    """
+    out: dict[str, Any] = {"epoch": record.epoch, "step": record.step}
+    for name in (*METRICS, *_SCALARS):
+        value = getattr(record, name)
+        if value is not None:
+            out[name] = float(value)
+    for name, value in (record.dynamics or {}).items():  # the convergence rule's state, for SignalScheduler
+        if value is not None:
+            out[f"{_DYNAMICS_PREFIX}{name}"] = value
+    if record.layers:
+        out["grad_norm_first"] = record.grad_norm_first
+        out["grad_norm_last"] = record.grad_norm_last
+        out["zero_grad_frac"] = record.zero_grad_frac
+        out["weight_norm"] = record.weight_norm
+        out["n_layers"] = len(record.layers)
+    return out
+
+
+def compact_from_flat(result: Mapping[str, Any], epoch: int) -> dict[str, Any]:
+    """The compact dict ``decide`` reads from one flat result (a Ray Tune result): ``epoch``, the
+    metrics, ``beta_eff``, the flat layer statistics (which ``diagnose`` reads as they are) and the
+    ``dynamics_*`` keys nested back under ``dynamics``. Non-finite values become ``None``.
+
+    Example:
+        >>> compact_from_flat({"val_loss": float("nan"), "dynamics_converged_step": 40, "x": 1}, epoch=3)
+        {'epoch': 3, 'val_loss': None, 'dynamics': {'converged_step': 40}}
+    """
+    out: dict[str, Any] = {"epoch": int(epoch)}
+    for key in (*METRICS, "beta_eff", *FLAT_LAYER_KEYS):
+        if key in result:
+            out[key] = result[key] if key == "n_layers" else finite_or_none(result[key])
+    dynamics = {k[len(_DYNAMICS_PREFIX):]: v for k, v in result.items() if k.startswith(_DYNAMICS_PREFIX)}
+    if dynamics:
+        out["dynamics"] = dynamics
+    return out
+
+
 def _nan_if_none(x: Optional[float]) -> float:
     return float("nan") if x is None else float(x)
-
-
-def is_finite(x: Any) -> bool:
-    """True for a real, finite number (``None`` and non-numbers are not)."""
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

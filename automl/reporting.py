@@ -11,44 +11,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from automl.records import METRICS, EpochRecord
+from automl.records import METRICS, EpochRecord, tune_metrics
+from automl.validation import check_metric
 
-__all__ = ["report", "record_key", "records_from_user_attrs", "tune_metrics", "RECORD_PREFIX"]
+__all__ = ["report", "record_key", "records_from_user_attrs", "tune_metrics", "verdict_attrs", "RECORD_PREFIX",
+           "PRUNE_ATTRS", "STOP_ATTRS"]
 
+#: User attributes of an Optuna trial that hold its epoch records (``record_0001``, ...).
 RECORD_PREFIX = "record_"
+#: Attributes of a trial a pruner stopped ("will lose"): Optuna user attributes, Ray result keys.
+PRUNE_ATTRS = ("prune_reason", "prune_epoch", "prune_source", "prune_evidence", "predicted_final")
+#: Attributes of a trial stopped as converged ("will not gain"): it finishes with the value it reached.
+STOP_ATTRS = ("stop_reason", "stop_epoch", "stop_source", "stop_evidence")
 
 
 def record_key(epoch: int) -> str:
     """User-attribute key of an epoch's record (zero-padded so keys sort by epoch)."""
     return f"{RECORD_PREFIX}{epoch:04d}"
-
-
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
-
-
-def tune_metrics(record: EpochRecord) -> dict[str, Any]:
-    """The flat scalars of a record, as reported to Ray Tune.
-
-    A field that was not measured (``None``) is left out, as ``EpochRecord.compact`` does for
-    Optuna, so it is never read as a diverged value; a measured ``nan``/``inf`` stays as it is.
-    """
-    out: dict[str, Any] = {"epoch": record.epoch, "step": record.step}
-    for name in (*METRICS, "lr", "wall_time", "beta_eff"):
-        value = getattr(record, name)
-        if value is not None:
-            out[name] = float(value)
-    for name, value in (record.dynamics or {}).items():  # the convergence rule's state, for SignalScheduler
-        if value is not None:
-            out[f"dynamics_{name}"] = value
-    if record.layers:
-        out["grad_norm_first"] = record.grad_norm_first
-        out["grad_norm_last"] = record.grad_norm_last
-        out["zero_grad_frac"] = record.zero_grad_frac
-        out["weight_norm"] = record.weight_norm
-        out["n_layers"] = len(record.layers)
-    return out
 
 
 def report(record: EpochRecord, trial: Optional[Any] = None, *, metric: str = "val_loss") -> float:
@@ -62,7 +41,7 @@ def report(record: EpochRecord, trial: Optional[Any] = None, *, metric: str = "v
     Returns:
         The reported metric value (``nan`` if the run diverged; that is reported as is).
     """
-    _check_metric(metric)
+    check_metric(metric, METRICS)
     value = record.metric(metric)
     if trial is not None:
         trial.report(value, step=record.epoch)
@@ -72,6 +51,24 @@ def report(record: EpochRecord, trial: Optional[Any] = None, *, metric: str = "v
 
         tune.report(tune_metrics(record))
     return value
+
+
+def verdict_attrs(verdict: Any, epoch: Optional[int], *, evidence: bool = True) -> dict[str, Any]:
+    """The attributes that store a stopping ``Verdict`` on its trial: :data:`PRUNE_ATTRS` for a
+    ``prune``, :data:`STOP_ATTRS` for a ``converged`` one (JSON-ready: non-finite numbers become
+    ``None``). ``evidence=False`` leaves out the nested evidence (flat stores such as Ray results).
+
+    Example:
+        >>> from automl.decision import Verdict
+        >>> verdict_attrs(Verdict(action="converged", reason="settled", source="dynamics", evidence={"x": float("nan")}), 7)
+        {'stop_reason': 'settled', 'stop_epoch': 7, 'stop_source': 'dynamics', 'stop_evidence': {'x': None}}
+    """
+    import json
+
+    data = json.loads(verdict.model_dump_json())
+    names = PRUNE_ATTRS if verdict.action == "prune" else STOP_ATTRS
+    values = (verdict.reason, epoch, verdict.source, data["evidence"], data["predicted_final"])
+    return {k: v for k, v in zip(names, values) if evidence or not k.endswith("_evidence")}
 
 
 def records_from_user_attrs(user_attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:

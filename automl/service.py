@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from automl.data import DATASETS
+from automl.training.data import DATASETS
 
 __all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
 
@@ -190,11 +190,11 @@ class SearchManager:
 
     # -- changing ----------------------------------------------------------------------------
     def start(self, req: SearchRequest) -> str:
-        from automl.search import SearchSettings, _create_study
+        from automl.search import SearchSettings, create_study
 
         sid = uuid.uuid4().hex[:12]
         settings = SearchSettings(**req.model_dump(), storage=self.url, study=STUDY_PREFIX + sid)
-        study = _create_study(settings, self.storage)
+        study = create_study(settings, self.storage)
         study.set_user_attr("service_state", "queued")
         study.set_user_attr("service_created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         study.set_user_attr("service_trials", req.trials)
@@ -234,9 +234,10 @@ class SearchManager:
     def _end(self, study: Any, state: str, why: str) -> None:
         from optuna.trial import TrialState
 
+        from automl.storage import fail_trial
+
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.storage.set_trial_system_attr(t._trial_id, "fail_reason", why)
-            self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            fail_trial(study, t, why, kind="system")
         study.set_user_attr("service_state", state)
         study.set_user_attr("service_error", why)
 
@@ -388,7 +389,7 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @app.post("/v1/recommend")
     def recommend(req: RecommendRequest) -> dict[str, Any]:
-        from automl.recommender import recommend as _recommend
+        from automl.guidance.recommender import recommend as _recommend
 
         try:
             return _recommend(req.arch, top=req.top)

@@ -10,15 +10,25 @@ On the SQL storages, ``heartbeat`` seconds turn on Optuna's heartbeats: a runnin
 process stops beating for two intervals (killed, out of memory, its machine gone) is marked
 ``FAIL`` by the next trial any worker starts, so it is not left ``RUNNING`` forever. The journal
 storage has no heartbeats in Optuna; ``automl search --workers`` watches its own processes instead.
+
+This is also the one module that calls Optuna's private storage API (``study._storage``,
+``FrozenTrial._trial_id``): a pruner is handed a frozen copy of its trial, and a supervisor must
+fail a trial whose process died, and Optuna has no public call for either. ``tests/test_storages.py``
+checks the calls against the installed Optuna and refuses one outside :data:`OPTUNA_CHECKED`.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-__all__ = ["open_storage", "StorageError"]
+__all__ = ["open_storage", "StorageError", "study_storage", "set_trial_attrs", "fail_trial", "OPTUNA_CHECKED"]
+
+#: The Optuna releases (major.minor, oldest and newest) that ``pyproject.toml`` admits for the
+#: private calls below; a newer one is admitted only once the storage tests pass on it.
+OPTUNA_CHECKED = ("4.5", "5.1")
 
 
 class StorageError(ValueError):
@@ -82,3 +92,32 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = 
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or host
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {url!r}: {first_line}") from None
+
+
+def study_storage(study: Any) -> Any:
+    """The storage object a study reads and writes (``optuna.Study`` keeps it private)."""
+    return study._storage  # noqa: SLF001 - see the module docstring
+
+
+def set_trial_attrs(study: Any, trial: Any, attrs: Mapping[str, Any], *, kind: Literal["user", "system"] = "user") -> None:
+    """Write ``attrs`` onto ``trial`` through the study's storage, where ``trial`` is a
+    ``FrozenTrial`` (as a pruner receives it): thread- and process-safe as the storage is."""
+    storage, tid = study_storage(study), trial._trial_id  # noqa: SLF001
+    write = storage.set_trial_user_attr if kind == "user" else storage.set_trial_system_attr
+    for key, value in attrs.items():
+        write(tid, key, value)
+
+
+def fail_trial(study: Any, trial: Any, reason: str, *, kind: Literal["user", "system"] = "user") -> bool:
+    """Mark a ``RUNNING`` trial ``FAIL`` with ``fail_reason`` (a user or system attribute), for a
+    trial whose process can no longer do it. ``False`` if it had already finished (another
+    supervisor, or a heartbeat check, got there first): a finished trial is never changed."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
+        set_trial_attrs(study, trial, {"fail_reason": reason}, kind=kind)
+        study_storage(study).set_trial_state_values(trial._trial_id, TrialState.FAIL)  # noqa: SLF001
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False
+    return True

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.bank import read_bank, runs_by_task
+from automl.bench.bank import read_bank, runs_by_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EPOCHS = (1, 2, 3, 5, 8, 12, 20)

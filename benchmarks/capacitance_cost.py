@@ -26,10 +26,10 @@ CONFIG = {"lr": 1e-3, "weight_decay": 1e-5, "dropout": 0.1, "batch_size": 64, "o
 
 
 def main() -> None:
-    from automl.data import load_dataset
-    from automl.ncp import NCP
-    from automl.record import auto_every_k_steps
-    from automl.trainer import train
+    from automl.training.data import load_dataset
+    from automl.training.ncp import NCP
+    from automl.training.probe import auto_every_k_steps
+    from automl.training.trainer import train
     from search_spaces import get_space
 
     parser = argparse.ArgumentParser()

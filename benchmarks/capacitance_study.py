@@ -5,7 +5,7 @@
     python benchmarks/capacitance_study.py replay   # the pruner with and without capacitance, on the shadow runs
 
 ``record`` writes one curve bank per (dataset, family, NCP mode) under
-``benchmarks/banks/capacitance/`` with ``automl.record.record_bank`` (resumable: re-run to finish an
+``benchmarks/banks/capacitance/`` with ``automl.bench.recorder.record_bank`` (resumable: re-run to finish an
 interrupted recording). Shadow-mode runs train the candidate unchanged, so their true final
 accuracy is the candidate's; head-mode runs train the candidate with the NCP as its output layer,
 as in the paper, and are ranked by their own final accuracy.
@@ -40,7 +40,7 @@ def bank_path(dataset: str, family: str, mode: str) -> Path:
 
 
 def record(jobs: int) -> None:
-    from automl.record import record_bank
+    from automl.bench.recorder import record_bank
 
     BANKS.mkdir(parents=True, exist_ok=True)
     for dataset in DATASETS:
@@ -58,7 +58,7 @@ N_BOOT = 1000
 
 
 def load_runs(dataset: str, mode: str) -> list:
-    from automl.bank import read_bank
+    from automl.bench.bank import read_bank
 
     runs = []
     for family in FAMILIES:
@@ -249,8 +249,8 @@ REPLAY_PRUNERS = ("none", "median", "asha", "hyperband", "ray-median", "signal",
 def replay_banks() -> dict:
     """Replay each dataset's 60 runs per NCP mode (all families in one pool, 10 orders) through the
     built-in pruners, the curves-only signal policy, and the signal policy with capacitance on."""
+    from automl.bench.replay import replay_task, summarize
     from automl.decision import Policy
-    from automl.replay import replay_task, summarize
 
     policies = {"signal": Policy(), "signal+capacitance": Policy(capacitance="auto")}
     tasks: dict = {}
@@ -371,7 +371,7 @@ def write_report() -> None:
     rp = RESULTS / "capacitance_replay.json"
     if rp.exists():
         doc = json.loads(rp.read_text())
-        from automl.replay import summarize
+        from automl.bench.replay import summarize
 
         lines += ["## In the pruner: replay with and without the capacitance check", "",
                   f"Each dataset's 60 runs of one NCP mode in one pool (a task), {doc['seeds']} orders; cost = epochs / "

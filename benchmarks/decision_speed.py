@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 
 from automl import Policy, Population, TrialHistory, decide
-from automl.bank import read_bank, runs_by_task
+from automl.bench.bank import read_bank, runs_by_task
 from pruners import SignalPruner
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from automl.bank import iter_bank, read_bank, runs_by_task  # noqa: E402
+from automl.bench.bank import iter_bank, read_bank, runs_by_task  # noqa: E402
+from automl.bench.replay import replay  # noqa: E402
 from automl.decision import Policy  # noqa: E402
 from automl.diagnosis import diagnose, run_from_bank  # noqa: E402
-from automl.replay import replay  # noqa: E402
 from automl.signals.failure import rule_labels  # noqa: E402
 
 BANKS = sorted((ROOT / "benchmarks" / "banks" / "dynamics").glob("*.jsonl.gz"))

@@ -35,7 +35,7 @@ CASES = {
 
 
 def _epoch(space, config, data, k, trace_batch) -> float:
-    from automl.trainer import fit
+    from automl.training.trainer import fit
 
     model = space.build_model(config, data.input_shape, data.n_classes)
     start = time.perf_counter()
@@ -45,9 +45,9 @@ def _epoch(space, config, data, k, trace_batch) -> float:
 
 
 def main() -> None:
-    from automl.data import load_dataset
-    from automl.record import auto_every_k_steps
     from automl.signals.dynamics import convergence
+    from automl.training.data import load_dataset
+    from automl.training.probe import auto_every_k_steps
     from search_spaces import get_space
 
     parser = argparse.ArgumentParser()

@@ -13,7 +13,7 @@
   series have matched lengths, as the comparison of integration between tasks needs.
 
 Every run logs the per-layer RMS activation of a fixed probe batch about 200+ times (k from
-``automl.record.auto_every_k_steps``).
+``automl.training.probe.auto_every_k_steps``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CONFIGS, SEEDS, EPOCHS, CONFIG_SEED = 6, (0, 1, 2), 40, 5
 
 def study_dataset(name: str):
     """A bundled dataset, or one of the matched easy/hard variants of mnist1d."""
-    from automl.data import from_tensors, load_dataset
+    from automl.training.data import from_tensors, load_dataset
 
     if name not in EASY_HARD:
         return load_dataset(name)
@@ -69,7 +69,7 @@ def _one(args: tuple):
     dataset, family, i, config, seed = args
     import torch
 
-    from automl.record import run_row
+    from automl.bench.recorder import run_row
     from automl.search import trial_seed
     from search_spaces import get_space
 
@@ -80,7 +80,7 @@ def _one(args: tuple):
 
 
 def record(jobs: int) -> None:
-    from automl.bank import iter_bank, write_bank
+    from automl.bench.bank import iter_bank, write_bank
 
     BANKS.mkdir(parents=True, exist_ok=True)
     todo = []
@@ -159,8 +159,8 @@ def _guarded(acc: np.ndarray, start: int | None, policy) -> int | None:
 def analyse_run(run) -> dict:
     import zlib
 
+    from automl.bench.replay import steps_per_epoch
     from automl.decision import Policy
-    from automl.replay import steps_per_epoch
     from automl.signals.dynamics import converged_epoch, shifted_surrogate
 
     policy = Policy(convergence="dynamics")
@@ -210,7 +210,7 @@ def easy_vs_hard() -> dict:
     same mlp configs and seeds on the 5-class and the matched 10-class mnist1d task."""
     from scipy.stats import wilcoxon
 
-    from automl.bank import read_bank
+    from automl.bench.bank import read_bank
     from automl.signals.dynamics import diff_zscore, integration, metastability
 
     out = {}
@@ -240,9 +240,9 @@ def easy_vs_hard() -> dict:
 
 
 def replay_table(banks: list[tuple[str, str]]) -> dict:
-    from automl.bank import read_bank
+    from automl.bench.bank import read_bank
+    from automl.bench.replay import replay
     from automl.decision import Policy
-    from automl.replay import replay
 
     tasks = {}
     for dataset, family in banks:
@@ -261,7 +261,7 @@ def _plot(rows: list[dict], runs_by_id: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from automl.replay import steps_per_epoch
+    from automl.bench.replay import steps_per_epoch
     from automl.signals.dynamics import stability_series
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.6 * len(rows)), sharex=False)
@@ -294,7 +294,7 @@ def _plot(rows: list[dict], runs_by_id: dict) -> None:
 def study() -> None:
     import json
 
-    from automl.bank import read_bank
+    from automl.bench.bank import read_bank
 
     runs = [r for d, f in MAIN for r in read_bank(bank_path(d, f))]
     with ProcessPoolExecutor(max_workers=2) as pool:
@@ -414,7 +414,7 @@ Wilcoxon signed-rank p = {eh['wilcoxon_p'] if eh['wilcoxon_p'] is None else f"{e
 
 ## Replay: the pruner with and without the converged verdict
 
-The same banks replayed (`automl.replay`, 5 seeds, every run of a task drawn), `Policy()` vs
+The same banks replayed (`automl.bench.replay`, 5 seeds, every run of a task drawn), `Policy()` vs
 `Policy(convergence="dynamics")`; only `signal` and `signal-ray` read the policy (the others are
 repeated as a check). A converged run finishes with the value it reached.
 

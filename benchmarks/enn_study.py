@@ -26,7 +26,7 @@ RESULTS = ROOT / "results"
 
 
 def cmd_zoo(args) -> None:
-    from automl.recommender import build_zoo
+    from automl.guidance.recommender import build_zoo
 
     t = time.time()
     metas = build_zoo(jobs=args.jobs, runs=args.runs, guided_runs=args.guided_runs)
@@ -36,7 +36,7 @@ def cmd_zoo(args) -> None:
 
 
 def cmd_gains(args) -> None:
-    from automl.recommender import fit_recommender, measure_gains
+    from automl.guidance.recommender import fit_recommender, measure_gains
 
     t = time.time()
     doc = measure_gains(seeds=range(args.seeds), jobs=args.jobs, resume=args.resume)
@@ -56,8 +56,8 @@ def _eval_run(args):
     """One arm on one architecture and seed: ``(arm, dims, dataset, enn_file, beta, l1, seed, epochs)``."""
     import torch
 
-    from automl.data import load_dataset
-    from automl.enn import build_mlp, guided_fit, load_enn
+    from automl.guidance.enn import build_mlp, guided_fit, load_enn
+    from automl.training.data import load_dataset
 
     arm, dims, dataset, enn_file, beta, l1, seed, epochs = args
     torch.set_num_threads(1)
@@ -71,15 +71,15 @@ def _eval_run(args):
 
 
 def _pool(fn, jobs_args, jobs):
-    from automl.recommender import _pool_map
+    from automl.guidance.recommender import pool_map
 
-    return _pool_map(fn, jobs_args, jobs)
+    return pool_map(fn, jobs_args, jobs)
 
 
 def cmd_evaluate(args) -> None:
     """Item 3: equal epochs, paired seeds, every arm on every architecture; L1's λ and the
     statistics ENN's β for digits are chosen on tuning seeds like the zoo's β."""
-    from automl.recommender import BETAS, DATASET_BY_INPUT, ZOO, _build_one, load_zoo
+    from automl.guidance.recommender import BETAS, DATASET_BY_INPUT, ZOO, build_one, load_zoo
 
     zoo = load_zoo()
     metas = {e["name"]: e for e in zoo["enns"]}
@@ -90,7 +90,7 @@ def cmd_evaluate(args) -> None:
     meta_file = out / "stats-digits.json"
     if not meta_file.is_file():
         spec = {**next(z for z in ZOO if z["name"] == "img-digits"), "name": "stats-digits", "kind": "stats", "channels": None}
-        meta = _build_one((spec, str(out), 60, 30, 10))
+        meta = build_one((spec, str(out), 60, 30, 10))
         meta_file.write_text(json.dumps(meta))
     sd_meta = json.loads(meta_file.read_text())
     enn_for = {"mnist5k": ("img-m5k-a", "stats-m5k"), "digits": ("img-digits", None)}
@@ -135,9 +135,9 @@ def cmd_explain(args) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from automl.data import load_dataset
-    from automl.enn import _accuracy, build_mlp, gradcam, guided_fit, load_enn, weight_matrices
-    from automl.recommender import load_zoo
+    from automl.guidance.enn import accuracy, build_mlp, gradcam, guided_fit, load_enn, weight_matrices
+    from automl.guidance.recommender import load_zoo
+    from automl.training.data import load_dataset
 
     zoo = load_zoo()
     meta = next(e for e in zoo["enns"] if e["name"] == "img-m5k-a")
@@ -169,7 +169,7 @@ def cmd_explain(args) -> None:
             pruned.load_state_dict(model.state_dict())
             with torch.no_grad():
                 weight_matrices(pruned)[0].mul_(mask)
-            kept_acc = _accuracy(pruned, data.x_test.flatten(1), data.y_test)[1]
+            kept_acc = accuracy(pruned, data.x_test.flatten(1), data.y_test)[1]
             ticket = build_mlp(dims, seed=seed)
             ticket.load_state_dict(init.state_dict())
             w = weight_matrices(ticket)[0]
@@ -207,7 +207,7 @@ SWEEP_BETAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 def cmd_sweep(args) -> None:
     """Dose-response: test accuracy of 784-128-10 on mnist5k guided by img-m5k-a at each β,
     10 seeds, the evaluation's epochs."""
-    from automl.recommender import load_zoo
+    from automl.guidance.recommender import load_zoo
 
     zoo = load_zoo()
     meta = next(e for e in zoo["enns"] if e["name"] == "img-m5k-a")
@@ -222,7 +222,7 @@ def cmd_sweep(args) -> None:
 def cmd_confirm(args) -> None:
     """The sweep's best β (chosen on seeds 0..9) against plain backprop on fresh seeds 100..:
     a confirmatory test that does not reuse the seeds the β was picked on."""
-    from automl.recommender import load_zoo
+    from automl.guidance.recommender import load_zoo
 
     sweep = json.loads((RESULTS / "enn_sweep.json").read_text())
     betas = sorted({r["beta"] for r in sweep["rows"]} - {0.0})
@@ -257,7 +257,7 @@ def cmd_report(args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from automl.recommender import load_zoo
+    from automl.guidance.recommender import load_zoo
 
     ev = json.loads((RESULTS / "enn_eval.json").read_text())
     zoo = load_zoo()

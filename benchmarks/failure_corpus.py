@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from automl.bank import Run, iter_bank, write_bank  # noqa: E402
+from automl.bench.bank import Run, iter_bank, write_bank  # noqa: E402
 from automl.diagnosis import run_from_bank  # noqa: E402
 from automl.signals.failure import LABELS, rule_labels  # noqa: E402
 
@@ -165,7 +165,7 @@ def _plain_stack(family: str, cfg: dict[str, Any], input_shape: tuple[int, ...],
     """A deep stack without skips: ``plain_depth`` x (Linear|Conv, [BatchNorm], activation)."""
     from torch import nn
 
-    from search_spaces._families import _activation, _classifier
+    from search_spaces import activation, classifier
 
     depth, act, norm = cfg["plain_depth"], cfg["activation"], cfg["norm"]
     layers: list[nn.Module] = []
@@ -173,15 +173,15 @@ def _plain_stack(family: str, cfg: dict[str, Any], input_shape: tuple[int, ...],
         n_in, width = math.prod(input_shape), 64
         layers.append(nn.Flatten())
         for i in range(depth):
-            layers += [nn.Linear(n_in if i == 0 else width, width)] + ([nn.BatchNorm1d(width)] if norm else []) + [_activation(act)]
-        return _classifier(nn.Sequential(*layers), nn.Linear(width, n_classes))
+            layers += [nn.Linear(n_in if i == 0 else width, width)] + ([nn.BatchNorm1d(width)] if norm else []) + [activation(act)]
+        return classifier(nn.Sequential(*layers), nn.Linear(width, n_classes))
     one_d = len(input_shape) == 2
     conv, bn = (nn.Conv1d, nn.BatchNorm1d) if one_d else (nn.Conv2d, nn.BatchNorm2d)
     c_in, c = input_shape[0], 16
     for i in range(depth):
-        layers += [conv(c_in if i == 0 else c, c, 3, padding=1)] + ([bn(c)] if norm else []) + [_activation(act)]
+        layers += [conv(c_in if i == 0 else c, c, 3, padding=1)] + ([bn(c)] if norm else []) + [activation(act)]
     layers += [nn.AdaptiveAvgPool1d(1) if one_d else nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return _classifier(nn.Sequential(*layers), nn.Linear(c, n_classes))
+    return classifier(nn.Sequential(*layers), nn.Linear(c, n_classes))
 
 
 def build_model(family: str, cfg: dict[str, Any], input_shape: tuple[int, ...], n_classes: int):
@@ -264,16 +264,18 @@ def run_id(cause: str, family: str, dataset: str, seed: int) -> str:
     return f"{cause}/{family}/{dataset}/{seed}"
 
 
-def _work(args: tuple[str, str, str, int]) -> Run:
+def record_run(args: tuple[str, str, str, int]) -> Run:
+    """Train one planned run, ``(cause, family, dataset, seed)``, with its cause injected, and return its
+    bank row with the labels it earned (``labels``, ``took``, ``weak_labels`` in its signals)."""
     import torch
 
-    from automl.record import records_row
-    from automl.trainer import fit
+    from automl.bench.recorder import records_row
+    from automl.training.trainer import fit
 
     cause, family, dataset, seed = args
     rng = np.random.default_rng([seed, FAMILIES.index(family), DATASETS.index(dataset), list(CAUSES).index(cause)])
     cfg = make_config(cause, family, rng)
-    data = inject_data(cfg, _dataset(dataset), seed)
+    data = inject_data(cfg, corpus_dataset(dataset), seed)
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         model = build_model(family, cfg, data.input_shape, data.n_classes)
@@ -290,12 +292,12 @@ def _work(args: tuple[str, str, str, int]) -> Run:
                                               "weak_labels": sorted(weak)}})
 
 
-def _dataset(name: str):
+def corpus_dataset(name: str):
     """The bundled dataset; ``mnist5k`` pooled to 14x14 and its training split cut to 1200 samples
     (val and test kept), so that the corpus trains in minutes on 2 cores."""
     import torch
 
-    from automl.data import load_dataset
+    from automl.training.data import load_dataset
 
     d = load_dataset(name)
     if name == "mnist5k":
@@ -319,7 +321,7 @@ def record(seeds: list[int], jobs: int, out: Path = BANK) -> int:
     print(f"{len(todo)} runs to record ({len(done)} already in {out.name})", flush=True)
     n = 0
     with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
-        for run in pool.map(_work, todo):
+        for run in pool.map(record_run, todo):
             write_bank(out, [run], append=True)
             n += 1
             if n % 20 == 0:

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from automl.bank import iter_bank  # noqa: E402
+from automl.bench.bank import iter_bank  # noqa: E402
 from benchmarks.failure_corpus import took  # noqa: E402
 from automl.diagnosis import MODEL_PATH, VIEWS, restrict, run_from_bank, view_labels  # noqa: E402
 from automl.signals.failure import FEATURES, LABELS, features, rule_labels  # noqa: E402

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from automl.bank import read_bank, runs_by_task
-from automl.replay import draw_order
+from automl.bench.bank import read_bank, runs_by_task
+from automl.bench.replay import draw_order
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from automl import Policy
-from automl.bank import read_bank, runs_by_task
-from automl.replay import draw_order, replay, replay_task
+from automl.bench.bank import read_bank, runs_by_task
+from automl.bench.replay import draw_order, replay, replay_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

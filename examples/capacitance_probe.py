@@ -20,7 +20,7 @@ from torch import nn
 
 import automl
 from automl.reporting import records_from_user_attrs
-from automl.trainer import make_optimizer
+from automl.training.trainer import make_optimizer
 from pruners import SignalPruner
 from search_spaces import get_space
 

@@ -13,8 +13,8 @@ import argparse
 import numpy as np
 
 from automl import load_dataset, recommend
-from automl.enn import build_mlp, guided_fit, load_enn, parse_arch
-from automl.recommender import DATASET_BY_INPUT, load_zoo
+from automl.guidance.enn import build_mlp, guided_fit, load_enn, parse_arch
+from automl.guidance.recommender import DATASET_BY_INPUT, load_zoo
 
 
 def main() -> None:

@@ -11,18 +11,15 @@ from typing import Any, Optional
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide
-from automl.records import METRICS
+from automl.records import compact_from_flat
+from automl.reporting import verdict_attrs
+from automl.validation import check_optional_positive_int
 
 __all__ = ["SignalScheduler"]
 
 logger = logging.getLogger(__name__)
 
 _MODES = {"min": "minimize", "max": "maximize"}
-# Result keys that decide() reads as the trial's latest record (as reported by automl.report).
-_RECORD_KEYS = ("epoch", "train_loss", "val_loss")
-#: What the failure classifier reads from each result (``automl.reporting.tune_metrics`` flattens a record so).
-_FAILURE_KEYS = ("epoch", *METRICS, "grad_norm_first", "grad_norm_last", "zero_grad_frac", "weight_norm", "n_layers")
-_DYN = "dynamics_"
 
 
 class SignalScheduler(FIFOScheduler):
@@ -31,9 +28,10 @@ class SignalScheduler(FIFOScheduler):
     Trials run in submission order (FIFO). After each result the scheduler calls
     :func:`automl.decide` with the trial's metric per ``time_attr`` step and the population of
     all trials it has seen; a ``prune`` (or ``converged``) verdict returns ``STOP``. The reason is
-    logged and written into the trial's last result as ``prune_reason``, ``prune_epoch``,
-    ``prune_source``, ``prune_action`` and ``predicted_final`` (so it is in ``ResultGrid``
-    metrics). A ``converged`` trial (``Policy(convergence="dynamics")``, results reported by
+    logged and written into the trial's last result (so it is in ``ResultGrid`` metrics): as
+    ``prune_reason``, ``prune_epoch``, ``prune_source`` and ``predicted_final`` for a pruned trial,
+    as ``stop_reason``, ``stop_epoch`` and ``stop_source`` for a converged one, the names an
+    Optuna trial gets (``automl.reporting.PRUNE_ATTRS``, ``STOP_ATTRS``). A ``converged`` trial (``Policy(convergence="dynamics")``, results reported by
     ``automl.report`` from a probe with ``every_k_steps``) counts as finished with the value it
     reached: it is a peer for later decisions, as a trial that ran to the budget is.
 
@@ -76,9 +74,7 @@ class SignalScheduler(FIFOScheduler):
             raise ValueError(f"mode must be 'min' or 'max', but got {mode!r}.")
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a non-empty string, but got {time_attr!r}.")
-        if max_t is not None and (isinstance(max_t, bool) or not isinstance(max_t, int) or max_t < 1):
-            raise ValueError(f"max_t must be an integer >= 1 or None, but got {max_t=}.")
-        self._max_t = max_t
+        self._max_t = check_optional_positive_int("max_t", max_t)
         self._policy = policy or Policy()
         self._metric = metric
         self._mode = mode
@@ -151,6 +147,7 @@ class SignalScheduler(FIFOScheduler):
         number = len(self._trials)
         if trial.status == "ERROR":
             return TrialHistory(number, values, "FAIL", None, records=[])
+        # A converged trial carries stop_reason (results written before it did: prune_action="converged").
         if last.get("prune_reason") is not None and last.get("prune_action", "prune") == "prune":
             return TrialHistory(number, values, "PRUNED", None, records=[])
         final = values[max(values)]
@@ -163,21 +160,16 @@ class SignalScheduler(FIFOScheduler):
         hist = self._entry(trial)
         raw = result[self._metric]
         value = float("nan") if raw is None else float(raw)
-        hist.values[int(result[self._time_attr])] = value  # type: ignore[index]
+        epoch = int(result[self._time_attr])
+        hist.values[epoch] = value  # type: ignore[index]
         others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
         population = Population(others, direction=_MODES[self._mode], metric=self._metric, max_epochs=self._max_t)
-        record = {k: result[k] for k in _RECORD_KEYS if k in result}
-        dynamics = {k[len(_DYN):]: v for k, v in result.items() if k.startswith(_DYN)}
-        if dynamics:  # the probe's convergence rule, as automl.report flattens it
-            record["dynamics"] = dynamics
+        record = compact_from_flat(result, epoch)
         if self._policy.capacitance != "off" or self._policy.failure != "off":
             # βeff per epoch of every trial feeds the population model; the failure classifier
             # reads the trial's whole prefix of curves and gradient statistics.
-            stored = {"epoch": int(result[self._time_attr]), "beta_eff": result.get("beta_eff")}
-            if self._policy.failure != "off":
-                stored.update({k: result[k] for k in _FAILURE_KEYS if k in result})
-            hist.records.append(stored)  # type: ignore[attr-defined]
-            current = TrialHistory(hist.number, hist.values, records=[*hist.records[:-1], {**record, **hist.records[-1]}])
+            hist.records.append(record)  # type: ignore[attr-defined]
+            current = TrialHistory(hist.number, hist.values, records=hist.records)
         else:
             current = TrialHistory(hist.number, hist.values, records=(record,))
         verdict = decide(current, population, self._policy)
@@ -196,13 +188,7 @@ class SignalScheduler(FIFOScheduler):
         if verdict is not None:
             last = getattr(trial, "last_result", None)
             if isinstance(last, dict):
-                last.update(
-                    prune_reason=verdict.reason,
-                    prune_epoch=verdict.evidence.get("epoch"),
-                    prune_source=verdict.source,
-                    prune_action=verdict.action,
-                    predicted_final=verdict.predicted_final,
-                )
+                last.update(verdict_attrs(verdict, verdict.evidence.get("epoch"), evidence=False))
             return
         raw = result.get(self._metric) if result else None
         final = None if raw is None or not math.isfinite(float(raw)) else float(raw)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal, Optional, Union
 
 import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.decision import Policy, Population, TrialHistory, Verdict, decide
-from automl.reporting import records_from_user_attrs
+from automl.decision import Policy, Population, TrialHistory, Verdict, decide, diverged
+from automl.reporting import PRUNE_ATTRS, records_from_user_attrs, verdict_attrs
+from automl.storage import set_trial_attrs
+from automl.validation import check_optional_positive_int, check_positive_int
 
 __all__ = ["SignalPruner", "PRUNE_ATTRS"]
-
-#: User attributes written to a trial the pruner stops.
-PRUNE_ATTRS = ("prune_reason", "prune_epoch", "prune_source", "prune_evidence", "predicted_final")
 
 
 class SignalPruner(BasePruner):
@@ -79,29 +77,31 @@ class SignalPruner(BasePruner):
             raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
         if not (fallback == "median" or isinstance(fallback, BasePruner)):
             raise ValueError(f"fallback must be 'median' or an optuna pruner, but got {fallback!r}.")
-        if isinstance(interval_epochs, bool) or not isinstance(interval_epochs, int) or interval_epochs < 1:
-            raise ValueError(f"interval_epochs must be an integer >= 1, but got {interval_epochs=}.")
-        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1):
-            raise ValueError(f"max_epochs must be an integer >= 1 or None, but got {max_epochs=}.")
-        self._max_epochs = max_epochs
+        self._interval = check_positive_int("interval_epochs", interval_epochs)
+        self._max_epochs = check_optional_positive_int("max_epochs", max_epochs)
         policy = policy or Policy()
         self._wrapped = None if isinstance(fallback, str) else fallback
         self._policy = policy.model_copy(update={"fallback": "none"}) if self._wrapped is not None else policy
-        self._interval = interval_epochs
+        # prune() acts on "will lose" only; "will not gain" is the probe's (Probe.should_stop), so
+        # prune() does not compute a converged verdict only to discard it.
+        self._prune_policy = self._policy.model_copy(update={"convergence": "off"})
 
     @property
     def policy(self) -> Policy:
         return self._policy
 
     def verdict(self, study: optuna.Study, trial: FrozenTrial) -> Verdict:
-        """The full verdict for ``trial`` now (``prune`` returns only its boolean)."""
+        """The full verdict for ``trial`` now, ``converged`` included (``prune`` acts on ``prune`` only)."""
+        return self._verdict(study, trial, self._policy)
+
+    def _verdict(self, study: optuna.Study, trial: FrozenTrial, policy: Policy) -> Verdict:
         if len(study.directions) > 1:
             raise NotImplementedError("SignalPruner supports single-objective studies only.")
         metric = (study.metric_names or [None])[0] or "value"
         # A TrialHistory only references the trial's own dicts: building one is O(1), so nothing
         # is cached between calls (a cache keyed by study name goes stale when a study of the
         # same name is recreated).
-        with_records = self._policy.capacitance != "off"  # the βeff model reads the finished trials' records
+        with_records = policy.capacitance != "off"  # the βeff model reads the finished trials' records
         others = [
             TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None,
                          records_from_user_attrs(t.user_attrs) if with_records and t.state == TrialState.COMPLETE else ())
@@ -113,18 +113,23 @@ class SignalPruner(BasePruner):
             budget -= 1  # steps counted from 0: the last epoch is max_epochs - 1
         population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
         records = records_from_user_attrs(trial.user_attrs)
-        own_history = with_records or self._policy.failure != "off"  # the failure classifier reads the whole prefix
+        own_history = with_records or policy.failure != "off"  # the failure classifier reads the whole prefix
         current = TrialHistory(trial.number, trial.intermediate_values, records=records if own_history else records[-1:])
-        return decide(current, population, self._policy)
+        return decide(current, population, policy)
 
     # -- BasePruner ------------------------------------------------------------------------
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
         if step is None:
             return False
-        verdict = self.verdict(study, trial)
-        if step % self._interval != 0 and verdict.source != "divergence":
-            return False
+        if step % self._interval != 0:  # between decisions, only a diverged trial is stopped
+            metric = (study.metric_names or [None])[0] or "value"
+            own = TrialHistory(trial.number, trial.intermediate_values, records=records_from_user_attrs(trial.user_attrs)[-1:])
+            verdict = diverged(own, metric)
+            if verdict is None:
+                return False
+        else:
+            verdict = self._verdict(study, trial, self._prune_policy)
         if verdict.action == "prune":
             _write_reason(study, trial, verdict)
             return True
@@ -139,14 +144,4 @@ class SignalPruner(BasePruner):
 def _write_reason(study: optuna.Study, trial: FrozenTrial, verdict: Verdict) -> None:
     """Store the verdict on the trial itself. ``prune`` receives a frozen copy, so this goes
     through the study's storage (thread- and process-safe as the storage is)."""
-    data = json.loads(verdict.model_dump_json())  # non-finite numbers become null
-    storage = study._storage  # noqa: SLF001 - the pruner API hands a frozen copy; the storage is the trial
-    attrs = {
-        "prune_reason": verdict.reason,
-        "prune_epoch": trial.last_step,
-        "prune_source": verdict.source,
-        "prune_evidence": data["evidence"],
-        "predicted_final": data["predicted_final"],
-    }
-    for key, value in attrs.items():
-        storage.set_trial_user_attr(trial._trial_id, key, value)  # noqa: SLF001
+    set_trial_attrs(study, trial, verdict_attrs(verdict, trial.last_step))

@@ -10,10 +10,10 @@ Example:
     True
 """
 
-from search_spaces._families import CNN, MLP, RESNET, RESNET_SMALL
+from search_spaces._families import CNN, MLP, RESNET, RESNET_SMALL, activation, classifier
 from search_spaces._params import Categorical, Float, Int, Param, SearchSpace
 
-__all__ = ["SPACES", "get_space", "SearchSpace", "Float", "Int", "Categorical", "Param"]
+__all__ = ["SPACES", "get_space", "SearchSpace", "Float", "Int", "Categorical", "Param", "activation", "classifier"]
 
 SPACES: dict[str, SearchSpace] = {s.name: s for s in (MLP, CNN, RESNET, RESNET_SMALL)}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from search_spaces._params import Categorical, Float, Int, SearchSpace
 
-__all__ = ["MLP", "CNN", "RESNET", "RESNET_SMALL"]
+__all__ = ["MLP", "CNN", "RESNET", "RESNET_SMALL", "activation", "classifier"]
 
 _COMMON = (
     Float("lr", 1e-4, 1e-1, log=True),
@@ -21,14 +21,16 @@ _COMMON = (
 )
 
 
-def _activation(name: str):
+def activation(name: str):
+    """A new activation module by its name in the spaces (``relu``, ``gelu``, ``tanh``, ``sigmoid``, ``silu``)."""
     from torch import nn
 
     table = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
     return table[name]()
 
 
-def _classifier(features, head):
+def classifier(features, head):
+    """A ``Classifier`` module: ``features`` (ending in a flat vector), then ``head`` (the output layer)."""
     from torch import nn
 
     class Classifier(nn.Module):
@@ -54,9 +56,9 @@ def _build_mlp(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: 
     layers: list[nn.Module] = [nn.Flatten()]
     width = config["width"]
     for i in range(config["depth"]):
-        layers += [nn.Linear(n_in if i == 0 else width, width), _activation(config["activation"]), nn.Dropout(config["dropout"])]
+        layers += [nn.Linear(n_in if i == 0 else width, width), activation(config["activation"]), nn.Dropout(config["dropout"])]
     n_feat = width if config["depth"] > 0 else n_in
-    return _classifier(nn.Sequential(*layers), nn.Linear(n_feat, n_classes))
+    return classifier(nn.Sequential(*layers), nn.Linear(n_feat, n_classes))
 
 
 def _build_cnn(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: int):
@@ -69,13 +71,13 @@ def _build_cnn(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: 
     size = min(input_shape[1:])
     layers: list[nn.Module] = []
     for _ in range(config["depth"]):
-        layers += [conv(c_in, c, kernel_size=3, padding=1), norm(c), _activation(config["activation"])]
+        layers += [conv(c_in, c, kernel_size=3, padding=1), norm(c), activation(config["activation"])]
         if size >= 4:
             layers.append(pool(2))
             size //= 2
         c_in, c = c, c * 2
     layers += [adaptive, nn.Flatten(), nn.Dropout(config["dropout"])]
-    return _classifier(nn.Sequential(*layers), nn.Linear(c_in, n_classes))
+    return classifier(nn.Sequential(*layers), nn.Linear(c_in, n_classes))
 
 
 def _build_resnet(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: int):
@@ -90,12 +92,12 @@ def _build_resnet(config: dict[str, Any], input_shape: tuple[int, ...], n_classe
     if config["activation"] != "relu":
         for module in list(net.modules()):
             if hasattr(module, "relu"):
-                module.relu = _activation(config["activation"])
+                module.relu = activation(config["activation"])
     features = nn.Sequential(
         net.conv1, net.bn1, net.relu, net.layer1, net.layer2, net.layer3, net.layer4, net.avgpool, nn.Flatten(),
         nn.Dropout(config["dropout"]),
     )
-    return _classifier(features, net.fc)
+    return classifier(features, net.fc)
 
 
 def _build_resnet_small(config: dict[str, Any], input_shape: tuple[int, ...], n_classes: int):
@@ -113,18 +115,18 @@ def _build_resnet_small(config: dict[str, Any], input_shape: tuple[int, ...], n_
         def __init__(self, c_in: int, c_out: int, stride: int) -> None:
             super().__init__()
             self.body = nn.Sequential(
-                conv(c_in, c_out, 3, stride=stride, padding=1, bias=False), norm(c_out), _activation(act),
+                conv(c_in, c_out, 3, stride=stride, padding=1, bias=False), norm(c_out), activation(act),
                 conv(c_out, c_out, 3, padding=1, bias=False), norm(c_out),
             )
             self.skip = (nn.Identity() if stride == 1 and c_in == c_out
                          else nn.Sequential(conv(c_in, c_out, 1, stride=stride, bias=False), norm(c_out)))
-            self.out = _activation(act)
+            self.out = activation(act)
 
         def forward(self, x):
             return self.out(self.body(x) + self.skip(x))
 
     w, size = config["width"], min(input_shape[1:])
-    layers: list[nn.Module] = [conv(input_shape[0], w, 3, padding=1, bias=False), norm(w), _activation(act)]
+    layers: list[nn.Module] = [conv(input_shape[0], w, 3, padding=1, bias=False), norm(w), activation(act)]
     c_in = w
     for stage in range(3):
         c_out = w * 2**stage
@@ -134,7 +136,7 @@ def _build_resnet_small(config: dict[str, Any], input_shape: tuple[int, ...], n_
             layers.append(Block(c_in, c_out, stride))
             c_in = c_out
     layers += [nn.AdaptiveAvgPool1d(1) if one_d else nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config["dropout"])]
-    return _classifier(nn.Sequential(*layers), nn.Linear(c_in, n_classes))
+    return classifier(nn.Sequential(*layers), nn.Linear(c_in, n_classes))
 
 
 MLP = SearchSpace(

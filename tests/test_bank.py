@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.bank import BankError, Run, read_bank, runs_by_task, write_bank
+from automl.bench.bank import BankError, Run, read_bank, runs_by_task, write_bank
 
 TASKSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
 

@@ -86,10 +86,10 @@ def test_usage_errors_are_one_line_with_exit_code_2(tmp_path, args, needle):
 
 
 def test_cli_space_choices_match_declared_spaces():
-    from automl.cli import _SPACES
+    from automl.cli import SPACES as CLI_SPACES
     from automl.service import SPACES as SERVICE_SPACES
 
-    assert tuple(SPACES) == _SPACES == SERVICE_SPACES  # the shells list them without importing torch
+    assert tuple(SPACES) == CLI_SPACES == SERVICE_SPACES  # the shells list them without importing torch
 
 
 def test_show_refuses_a_multi_objective_study(tmp_path):
@@ -125,7 +125,7 @@ def test_signal_options_need_the_signal_pruner():
 @pytest.mark.slow
 @pytest.mark.parametrize("converge", [True, False])
 def test_converge_traces_activations_and_a_settled_trial_finishes_complete(monkeypatch, converge):
-    import automl.probe
+    import automl.training.probe
     from automl import Verdict
     from automl.search import SearchSettings, leaderboard, run_search
 
@@ -138,7 +138,7 @@ def test_converge_traces_activations_and_a_settled_trial_finishes_complete(monke
             return Verdict(action="converged", reason="layer dynamics settled (test)", source="dynamics")
         return None
 
-    monkeypatch.setattr(automl.probe, "converged_stop", settles_at_epoch_2)
+    monkeypatch.setattr(automl.training.probe, "converged_stop", settles_at_epoch_2)
     s = SearchSettings(space="mlp", dataset="digits", trials=2, epochs=4, storage="memory", heartbeat=0,
                        failure=True, converge=converge)
     study = run_search(s)

@@ -63,9 +63,9 @@ def test_decide_stops_converged_but_prunes_losers_and_ignores_the_budget():
 
 def _digits_loop(trial, epochs=25, lr=1e-2):
     from automl import report
-    from automl.data import load_dataset
-    from automl.probe import Probe
-    from automl.trainer import evaluate
+    from automl.training.data import load_dataset
+    from automl.training.probe import Probe
+    from automl.training.trainer import evaluate
 
     data = load_dataset("digits")
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_probe_should_stop_ends_an_optuna_trial_as_complete_with_its_reason():
 
 
 def test_should_stop_needs_the_trace():
-    from automl.probe import Probe
+    from automl.training.probe import Probe
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     with Probe(model, torch.randn(8, 4)) as probe:
@@ -144,7 +144,8 @@ def test_scheduler_stops_converged_trials_and_keeps_them_as_peers():
     assert decisions[-1] == TrialScheduler.STOP and len(decisions) == 9
     assert s.verdicts["a"].action == "converged"
     s.on_trial_complete(None, trial, {"val_acc": 0.9, "epoch": 9})
-    assert trial.last_result["prune_action"] == "converged" and trial.last_result["prune_source"] == "dynamics"
+    assert trial.last_result["stop_source"] == "dynamics" and trial.last_result["stop_epoch"] == 9
+    assert trial.last_result["stop_reason"].startswith("converged at epoch 9") and "prune_reason" not in trial.last_result
     assert s._trials["a"].state == "COMPLETE" and s._trials["a"].final == 0.9  # a finished peer
     assert "1 stopped as converged" in s.debug_string()
 
@@ -152,8 +153,8 @@ def test_scheduler_stops_converged_trials_and_keeps_them_as_peers():
 def test_replay_stops_converged_runs_in_both_backends():
     from pathlib import Path
 
-    from automl.bank import read_bank
-    from automl.replay import replay_task, run_dynamics, steps_per_epoch
+    from automl.bench.bank import read_bank
+    from automl.bench.replay import replay_task, run_dynamics, steps_per_epoch
 
     runs = read_bank(Path(__file__).resolve().parents[1] / "benchmarks" / "banks" / "dynamics" / "digits_mlp.jsonl.gz")
     assert all(steps_per_epoch(r) for r in runs)

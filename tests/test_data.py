@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from automl.data import DATASETS, Dataset, from_tensors, load_dataset
+from automl.training.data import DATASETS, Dataset, from_tensors, load_dataset
 
 
 @pytest.fixture(scope="module")

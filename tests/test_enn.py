@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from automl.cli import cli
-from automl.data import load_dataset
-from automl.enn import (
+from automl.training.data import load_dataset
+from automl.guidance.enn import (
     ENN,
     StatsENN,
     build_mlp,
@@ -116,7 +116,7 @@ def test_value_learning_fits_the_returns_of_real_runs_and_round_trips(digits, tm
 @pytest.mark.slow
 def test_a_tiny_zoo_end_to_end(tmp_path):
     """build_zoo -> measure_gains -> fit_recommender -> recommend, on digits with 2 ENNs."""
-    from automl.recommender import DIGITS_POOL, build_zoo, fit_recommender, measure_gains, recommend
+    from automl.guidance.recommender import DIGITS_POOL, build_zoo, fit_recommender, measure_gains, recommend
 
     specs = [{"name": "a", "kind": "image", "channels": [4, 8], "dataset": "digits", "pool": DIGITS_POOL[:2], "seed": 0},
              {"name": "s", "kind": "stats", "channels": None, "dataset": "digits", "pool": DIGITS_POOL[:2], "seed": 1}]
@@ -171,7 +171,7 @@ def test_cli_recommend():
 
 
 def test_gradcam_maps_back_to_the_weight_matrix():
-    from automl.enn import gradcam
+    from automl.guidance.enn import gradcam
 
     model = build_mlp((784, 128, 10), seed=0)
     cam = gradcam(ENN(), model, layer=0)

@@ -123,8 +123,8 @@ def test_diagnose_reads_epoch_records(digits_records):
 def digits_records():
     from search_spaces import get_space
 
-    from automl.data import load_dataset
-    from automl.trainer import train
+    from automl.training.data import load_dataset
+    from automl.training.trainer import train
 
     cfg = {"lr": 3e-3, "weight_decay": 1e-5, "dropout": 0.0, "batch_size": 64, "optimizer": "adam", "width": 64,
            "depth": 1, "activation": "relu"}
@@ -175,17 +175,17 @@ def test_corpus_injections_do_what_they_say():
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from benchmarks.failure_corpus import CAUSES, _dataset, _work, inject_data, plan
+    from benchmarks.failure_corpus import CAUSES, corpus_dataset, inject_data, plan, record_run
 
     assert len(plan([0, 1, 2, 3, 4, 5])) >= 600
-    d = _dataset("digits")
+    d = corpus_dataset("digits")
     noisy = inject_data({"label_noise": 0.5}, d, 0)
     assert 0.4 < float((noisy.y_train != d.y_train).float().mean()) < 0.6
     assert torch.equal(noisy.y_test, d.y_test)
     skew = inject_data({"imbalance_keep": 0.04}, d, 0)
     counts = torch.bincount(skew.y_train, minlength=10).sort(descending=True).values
     assert counts[:3].sum() > 0.8 * len(skew.y_train) and len(skew.y_test) == len(d.y_test)
-    run = _work(("test_invert", "linear", "digits", 0))
+    run = record_run(("test_invert", "linear", "digits", 0))
     assert run.signals["labels"] == list(CAUSES["test_invert"][0]) and run.signals["took"]
     assert run.curves["val_acc"][-1] - run.curves["test_acc"][-1] > 0.5
 
@@ -213,8 +213,8 @@ def test_a_diagnosis_in_the_parent_does_not_hang_forked_workers():
 
 def test_failure_pruning_agrees_across_optuna_and_ray():
     """The Ray scheduler reads the same prefix (flattened, as tune_metrics reports it) and decides the same."""
-    from automl.bank import read_bank
-    from automl.replay import replay_task
+    from automl.bench.bank import read_bank
+    from automl.bench.replay import replay_task
 
     runs = read_bank(ROOT / "benchmarks" / "banks" / "dynamics" / "digits_mlp.jsonl.gz")
     policy = Policy(failure="model", failure_relative=False)

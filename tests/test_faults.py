@@ -15,7 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.search import SearchSettings, leaderboard, optuna_pruner, run_search
+from automl.search import SearchSettings, leaderboard, run_search
+from pruners import optuna_pruner
 from automl.storage import open_storage
 
 CLI = [sys.executable, "-c", "from automl.cli import cli; cli()"]
@@ -49,9 +50,9 @@ def _wait_mid_trial(url: str, study_name: str, proc: subprocess.Popen, *, finish
 
 
 def test_trainable_that_raises_is_fail_with_its_error_and_the_search_goes_on(monkeypatch):
-    import automl.trainer
+    import automl.training.trainer
 
-    real, calls = automl.trainer.train, []
+    real, calls = automl.training.trainer.train, []
 
     def flaky(*args, **kwargs):
         calls.append(1)
@@ -59,7 +60,7 @@ def test_trainable_that_raises_is_fail_with_its_error_and_the_search_goes_on(mon
             raise ValueError("CUDA out of memory (simulated in trial 1)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(automl.trainer, "train", flaky)
+    monkeypatch.setattr(automl.training.trainer, "train", flaky)
     s = SearchSettings(space="mlp", dataset="digits", trials=4, epochs=2, pruner="none", storage="memory", heartbeat=0)
     study = run_search(s)
     assert _counts(study) == {"COMPLETE": 3, "FAIL": 1}
@@ -126,7 +127,7 @@ def test_killed_worker_of_workers_n_has_its_trial_failed_by_the_parent(tmp_path)
 def _verdict_in_another_process(url: str, study_name: str, number: int, epochs: int, queue) -> None:
     study = optuna.load_study(study_name=study_name, storage=open_storage(url))
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    queue.put(optuna_pruner("signal", epochs).verdict(study, trial).model_dump_json())
+    queue.put(optuna_pruner("signal", max_epochs=epochs).verdict(study, trial).model_dump_json())
 
 
 @pytest.mark.slow
@@ -143,11 +144,11 @@ def test_pruner_decides_the_same_whichever_worker_asks(tmp_path):
     for step, value in sorted(done[0].intermediate_values.items())[:5]:
         running.report(value, step)
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == running.number)
-    used = optuna_pruner("signal", epochs)
+    used = optuna_pruner("signal", max_epochs=epochs)
     for t in done:  # a pruner that has judged other trials first
         used.verdict(study, t)
     here = used.verdict(study, frozen).model_dump_json()
-    assert optuna_pruner("signal", epochs).verdict(study, frozen).model_dump_json() == here
+    assert optuna_pruner("signal", max_epochs=epochs).verdict(study, frozen).model_dump_json() == here
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_verdict_in_another_process, args=(url, name, running.number, epochs, queue)) for _ in range(2)]

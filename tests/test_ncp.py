@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from automl.data import load_dataset
-from automl.ncp import NCP, find_features, find_head, install_ncp_head
-from automl.probe import Probe
 from automl.signals import beta_eff
-from automl.trainer import fit
+from automl.training.data import load_dataset
+from automl.training.ncp import NCP, find_features, find_head, install_ncp_head
+from automl.training.probe import Probe
+from automl.training.trainer import fit
 from search_spaces import get_space
 
 CFG = {"lr": 1e-2, "weight_decay": 1e-5, "dropout": 0.1, "batch_size": 64, "optimizer": "adam",

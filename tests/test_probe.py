@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from automl.probe import Probe, find_layers
 from automl.records import EpochRecord
+from automl.training.probe import Probe, auto_every_k_steps, find_layers
 
 
 def _mlp(seed: int = 0) -> nn.Module:
@@ -371,3 +371,10 @@ def test_record_round_trips_through_json():
     assert back.val_loss is None and back.test_loss is None
     assert back.val_acc == 0.25 and back.train_loss == 0.5
     assert back.model_dump(exclude={"val_loss", "test_loss"}) == rec.model_dump(exclude={"val_loss", "test_loss"})
+
+
+def test_auto_k_gives_about_200_points():
+    k = auto_every_k_steps(3000, 32, 30)
+    steps = math.ceil(3000 / 32) * 30
+    assert 190 <= steps // k <= 400
+    assert auto_every_k_steps(10, 64, 1) == 1

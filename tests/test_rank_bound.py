@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl.bank import Run, write_bank
-from automl.replay import draw_order
+from automl.bench.bank import Run, write_bank
+from automl.bench.replay import draw_order
 from benchmarks.rank_bound import schedule, score, search, sequential, study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -93,8 +93,8 @@ class _OneFloat:
 def test_a_trainable_that_raises_is_recorded_fail_with_its_error(local_ray, tmp_path):
     import optuna
 
-    from automl._ray_search import OptunaRecorder
     from automl.search import leaderboard
+    from automl.search.ray_backend import OptunaRecorder
 
     study = optuna.create_study(direction="minimize")
     study.set_user_attr("epochs", 3)
@@ -118,14 +118,14 @@ def test_a_trial_stopped_as_converged_is_recorded_complete_with_its_reason():
 
     import optuna
 
-    from automl._ray_search import OptunaRecorder
     from automl.search import leaderboard
+    from automl.search.ray_backend import OptunaRecorder
 
     study = optuna.create_study(direction="minimize")
     study.set_user_attr("epochs", 5)
     rec = OptunaRecorder(study, _OneFloat(), "loss", "SignalScheduler")
-    last = {"loss": 0.4, "epoch": 2, "prune_reason": "converged: layer dynamics settled at step 120",
-            "prune_epoch": 2, "prune_source": "dynamics", "prune_action": "converged"}
+    last = {"loss": 0.4, "epoch": 2, "stop_reason": "converged: layer dynamics settled at step 120",
+            "stop_epoch": 2, "stop_source": "dynamics"}  # as SignalScheduler writes a converged trial
     trial = SimpleNamespace(trial_id="t0", config={"x": 0.3}, last_result=last)
     rec.on_trial_result(0, [], trial, {"loss": 0.5, "epoch": 1})
     rec.on_trial_result(1, [], trial, last)

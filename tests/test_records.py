@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from automl.probe import Probe
 from automl.records import METRICS, ActivationTrace, EpochRecord, LayerStats, is_finite
 from automl.reporting import record_key, records_from_user_attrs, report, tune_metrics
+from automl.training.probe import Probe
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl.bank import Run, write_bank
-from automl.replay import PRUNERS, draw_order, replay, replay_task
+from automl.bench.bank import Run, write_bank
+from automl.bench.replay import PRUNERS, draw_order, replay, replay_task
 
 TASKSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
 

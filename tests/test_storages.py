@@ -88,3 +88,35 @@ def test_kinds(tmp_path):
     assert type(open_storage("memory")).__name__ == "InMemoryStorage"
     assert type(open_storage(f"sqlite:///{tmp_path / 'a.db'}")).__name__ == "RDBStorage"
     assert type(open_storage(str(tmp_path / "a.log"))).__name__ == "JournalStorage"
+
+
+# -- the one module that calls Optuna's private storage API -------------------------------------
+def test_the_private_storage_calls_were_checked_on_the_installed_optuna():
+    """``automl.storage`` reaches into ``study._storage`` and ``FrozenTrial._trial_id``: a new Optuna
+    release must be checked (these tests) and added to ``OPTUNA_CHECKED`` before it is admitted."""
+    from automl.storage import OPTUNA_CHECKED
+
+    installed = tuple(int(x) for x in optuna.__version__.split(".")[:2])
+    oldest, newest = (tuple(int(x) for x in v.split(".")) for v in OPTUNA_CHECKED)
+    assert oldest <= installed <= newest, f"optuna {optuna.__version__} is outside the checked {OPTUNA_CHECKED}"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_set_trial_attrs_and_fail_trial_through_a_frozen_trial(tmp_path, kind):
+    from automl.storage import fail_trial, set_trial_attrs, study_storage
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if kind == "sqlite" else f"journal://{tmp_path / 'j.log'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    running, done = study.ask(), study.ask()
+    study.tell(done, 1.0)
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+    set_trial_attrs(study, frozen[running.number], {"prune_reason": "why", "prune_epoch": 3})
+    assert fail_trial(study, frozen[running.number], "its worker died", kind="system")
+    assert not fail_trial(study, frozen[done.number], "too late")  # finished: never changed
+    again = optuna.load_study(study_name="s", storage=open_storage(url))
+    by_number = {t.number: t for t in again.get_trials()}
+    assert study_storage(again) is not None
+    r, d = by_number[running.number], by_number[done.number]
+    assert (r.state, r.user_attrs["prune_reason"], r.user_attrs["prune_epoch"], r.system_attrs["fail_reason"]) == (
+        TrialState.FAIL, "why", 3, "its worker died")
+    assert (d.state, d.value, "fail_reason" in d.user_attrs) == (TrialState.COMPLETE, 1.0, False)

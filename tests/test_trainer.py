@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import automl
-from automl.data import load_dataset
 from automl.records import EpochRecord
-from automl.trainer import TrainResult, evaluate, fit, make_optimizer, train
+from automl.training.data import load_dataset
+from automl.training.trainer import TrainResult, evaluate, fit, make_optimizer, train
 from search_spaces import get_space
 
 CFG = {

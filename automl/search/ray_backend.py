@@ -1,4 +1,5 @@
-"""The Ray Tune backend of ``automl.search`` (imported only when a search runs on Ray)."""
+"""The Ray Tune backend of ``automl.search`` (imported only when a search runs on Ray): ``run_ray``
+runs the trials on Ray Tune and ``OptunaRecorder`` adds each finished one to the Optuna study."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any, Optional
 import optuna
 from ray.tune import Callback
 
-from automl.search import ray_scheduler, sampler_seed, trial_seed
+from automl.reporting import PRUNE_ATTRS, STOP_ATTRS
+from automl.search.settings import error_text, sampler_seed, trial_seed
+from automl.storage import study_storage
 
 __all__ = ["run_ray", "OptunaRecorder"]
 
@@ -28,10 +31,10 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
         import torch
         from search_spaces import get_space as _get_space
 
-        from automl.data import load_dataset as _load
-        from automl.record import auto_every_k_steps
         from automl.reporting import report as _report
-        from automl.trainer import train as _train
+        from automl.training.data import load_dataset as _load
+        from automl.training.probe import auto_every_k_steps
+        from automl.training.trainer import train as _train
 
         def on_epoch(record: Any) -> None:
             _report(record, metric=metric)  # to ray.tune.report; the scheduler decides
@@ -45,7 +48,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
         _train(space_, cfg, data, epochs=epochs, seed=trial_seed(base_seed, cfg), device=device, every_k_steps=k,
                on_epoch=on_epoch)
 
-    scheduler = ray_scheduler(settings.pruner, settings.epochs, settings.policy())
+    scheduler = settings.make_pruner()
     random_state = sampler_seed(settings.seed, len(study.get_trials(deepcopy=False)))
     started_here = False
     if not ray.is_initialized():
@@ -83,7 +86,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
     finally:
         if started_here:
             ray.shutdown()
-    return optuna.load_study(study_name=study.study_name, storage=study._storage)  # noqa: SLF001
+    return optuna.load_study(study_name=study.study_name, storage=study_storage(study))
 
 
 class OptunaRecorder(Callback):
@@ -113,23 +116,24 @@ class OptunaRecorder(Callback):
 
         curve = self._curves.pop(trial.trial_id, {})
         last = dict(getattr(trial, "last_result", {}) or {})
-        reason = last.get("prune_reason")
+        # SignalScheduler writes PRUNE_ATTRS on a pruned trial, STOP_ATTRS on a converged one.
+        pruned = last.get("prune_reason") is not None and last.get("prune_action", "prune") == "prune"
+        converged = last.get("stop_reason") is not None
         config = {k: trial.config[k] for k in self._space.names}
         user_attrs = {"ray_trial_id": trial.trial_id, "epochs": max(curve) if curve else 0}
         if failed:
             state, value = TrialState.FAIL, None
             user_attrs["fail_reason"] = _ray_error(trial)
-        elif reason is not None and last.get("prune_action", "prune") == "prune":
+        elif pruned:
             state, value = TrialState.PRUNED, _last_finite(curve)  # as Optuna stores a pruned trial
-            user_attrs.update({k: last.get(k) for k in ("prune_reason", "prune_epoch", "prune_source", "predicted_final")})
+            user_attrs.update({k: last[k] for k in PRUNE_ATTRS if k in last})
         else:
-            if reason is not None:  # stopped as converged: it finished with the value it reached
-                user_attrs.update({"stop_reason": reason, "stop_epoch": last.get("prune_epoch"),
-                                   "stop_source": last.get("prune_source")})
+            if converged:  # it finished with the value it reached
+                user_attrs.update({k: last[k] for k in STOP_ATTRS if k in last})
             value = curve[max(curve)] if curve else float("nan")
             state = TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL
             value = value if state == TrialState.COMPLETE else None
-            if reason is None and curve and max(curve) < int(self._study.user_attrs.get("epochs", max(curve))):
+            if not converged and curve and max(curve) < int(self._study.user_attrs.get("epochs", max(curve))):
                 state, value = TrialState.PRUNED, _last_finite(curve)
                 user_attrs["prune_reason"] = (
                     f"stopped at epoch {max(curve)} by Ray Tune ({self._scheduler_name} or a stopper)"
@@ -157,8 +161,6 @@ def _ray_error(trial: Any) -> str:
     """The error a Ray trial raised, as one line. Ray writes it beside the trial, pickled and as
     text, before it calls ``on_trial_error``."""
     from ray import cloudpickle
-
-    from automl.search import error_text
 
     try:
         if trial.pickled_error_file and Path(trial.pickled_error_file).is_file():

@@ -36,19 +36,25 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from automl.ncp import DEFAULT_HIDDEN, NCP, ShadowNCP
 from automl.decision import Policy, TrialHistory, Verdict, converged_verdict
 from automl.records import METRICS, ActivationTrace, EpochRecord, LayerStats
+from automl.reporting import STOP_ATTRS, verdict_attrs
 from automl.signals.capacitance import WEIGHTINGS
 from automl.signals.dynamics import convergence
+from automl.training.ncp import DEFAULT_HIDDEN, NCP, ShadowNCP
 
 _RULE_ARGS = tuple(p for p in inspect.signature(convergence).parameters if p != "x")
-#: User attributes written to an Optuna trial that ``Probe.should_stop`` ends as converged.
-STOP_ATTRS = ("stop_reason", "stop_epoch", "stop_source", "stop_evidence")
 
 NCP_MODES = ("head", "shadow")
 
-__all__ = ["Probe", "find_layers", "STOP_ATTRS", "converged_stop"]
+__all__ = ["Probe", "find_layers", "STOP_ATTRS", "converged_stop", "auto_every_k_steps"]
+
+
+def auto_every_k_steps(n_train: int, batch_size: int, epochs: int, points: int = 200) -> int:
+    """The probe's sampling rate for a run: k (``every_k_steps``) so that it logs about ``points``
+    activation rows over its budget (at least 1)."""
+    steps = math.ceil(n_train / batch_size) * epochs
+    return max(1, steps // points)
 
 
 def find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -81,12 +87,8 @@ def converged_stop(records: Sequence[EpochRecord], trial: Optional[Any] = None, 
     history = TrialHistory(0, {r.epoch: r.metric(metric) for r in records}, records=[records[-1].compact()])
     verdict = converged_verdict(history, METRICS[metric], policy, metric=metric)  # type: ignore[arg-type]
     if verdict is not None and trial is not None:
-        import json
-
-        trial.set_user_attr("stop_reason", verdict.reason)
-        trial.set_user_attr("stop_epoch", verdict.evidence.get("epoch"))
-        trial.set_user_attr("stop_source", verdict.source)
-        trial.set_user_attr("stop_evidence", json.loads(verdict.model_dump_json())["evidence"])
+        for key, value in verdict_attrs(verdict, verdict.evidence.get("epoch")).items():
+            trial.set_user_attr(key, value)
     return verdict
 
 
@@ -106,7 +108,7 @@ class Probe:
         grad_every: read gradients every this many steps (1 = every step).
         layers: names of the modules to watch (``model.named_modules()`` names); default: every
             module with a weight of rank >= 2.
-        ncp: record the neural capacitance βeff of a probe head (see :mod:`automl.ncp`):
+        ncp: record the neural capacitance βeff of a probe head (see :mod:`automl.training.ncp`):
             ``"head"`` reads the NCP installed as the model's head (``install_ncp_head`` before the
             optimizer is built); ``"shadow"`` trains an NCP on the detached features beside the
             real head, and then ``step`` needs the batch labels: ``probe.step(targets=yb)``.
@@ -207,7 +209,7 @@ class Probe:
             found = [m for m in model.modules() if isinstance(m, NCP)]
             if not found:
                 raise ValueError(
-                    "ncp='head' reads an NCP installed as the model's head: call automl.ncp.install_ncp_head(model) "
+                    "ncp='head' reads an NCP installed as the model's head: call automl.training.ncp.install_ncp_head(model) "
                     "before building the optimizer, or use ncp='shadow' to leave the model unchanged."
                 )
             self._head_ncp = found[-1]

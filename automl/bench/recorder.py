@@ -10,7 +10,7 @@ Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc
 ``test_acc`` and the signals the probe records, per epoch: ``layer_rms``, ``grad_norm``,
 ``zero_grad_frac``, ``weight_norm``, ``weight_std`` (one list per layer each), ``layers`` and
 ``steps_per_epoch``; and ``act_steps``/``act_rms`` (per-layer activation RMS every k steps, k from
-:func:`auto_every_k_steps` unless given).
+:func:`automl.training.probe.auto_every_k_steps` unless given).
 With ``ncp="shadow"`` or ``"head"`` it adds ``ncp`` (the mode), ``beta_eff`` and
 ``beta_eff_downstream`` per epoch, ``act_beta_eff`` every k steps, and for a shadow NCP its
 training accuracy ``ncp_train_acc``. A head-mode bank's task is named ``<dataset>_<space>_ncphead``:
@@ -30,17 +30,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from automl.bank import BankError, Run, iter_bank, write_bank
+from automl.bench.bank import BankError, Run, iter_bank, write_bank
 
-__all__ = ["record_bank", "run_row", "records_row", "auto_every_k_steps"]
+__all__ = ["record_bank", "run_row", "records_row"]
 
 CURVES = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
-
-
-def auto_every_k_steps(n_train: int, batch_size: int, epochs: int, points: int = 200) -> int:
-    """k so that a run logs about ``points`` activation rows over its budget (at least 1)."""
-    steps = math.ceil(n_train / batch_size) * epochs
-    return max(1, steps // points)
 
 
 def _nan(x: Optional[float]) -> float:
@@ -55,7 +49,8 @@ def _g6(x: Optional[float]) -> float:
 def run_row(space: Any, config: dict, data: Any, *, task: str, run_id: str, epochs: int, seed: int,
             metric: str, direction: str, every_k_steps: Optional[int], ncp: Optional[str] = None) -> Run:
     """Train one configuration to the full budget and return its bank row."""
-    from automl.trainer import train
+    from automl.training.probe import auto_every_k_steps
+    from automl.training.trainer import train
 
     k = every_k_steps or auto_every_k_steps(len(data.x_train), int(config.get("batch_size", 64)), epochs)
     result = train(space, config, data, epochs=epochs, seed=seed, every_k_steps=k, ncp=ncp)
@@ -120,8 +115,8 @@ def _work(args: tuple) -> Run:
     space_name, dataset, i, config, epochs, seed, metric, direction, k, ncp = args
     from search_spaces import get_space
 
-    from automl.data import load_dataset
-    from automl.search import trial_seed
+    from automl.search.settings import trial_seed
+    from automl.training.data import load_dataset
 
     task = f"{dataset}_{space_name}" + ("_ncphead" if ncp == "head" else "")
     return run_row(get_space(space_name), config, load_dataset(dataset), task=task, run_id=str(i),
@@ -146,8 +141,8 @@ def record_bank(
     """Record ``runs`` runs into ``out`` (resuming); returns how many were trained now."""
     from search_spaces import get_space
 
-    from automl.data import load_dataset
     from automl.records import METRICS
+    from automl.training.data import load_dataset
 
     if ncp not in (None, "head", "shadow"):
         raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp!r}.")

@@ -16,10 +16,12 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads when data is first built: the CLI reads DATASETS without it
+    import torch
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "from_tensors", "from_image_folder"]
 
@@ -77,6 +79,8 @@ def from_tensors(
 
     A missing test split reuses the validation split. Raises ``ValueError`` naming the bad array.
     """
+    import torch
+
     arrays = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
     arrays["x_test"] = x_val if x_test is None else x_test
     arrays["y_test"] = y_val if y_test is None else y_test
@@ -180,6 +184,7 @@ def load_dataset(name: str) -> Dataset:
 
 def from_image_folder(root: str | os.PathLike, *, val_fraction: float = 0.2, test_fraction: float = 0.2, size: int = 32) -> Dataset:
     """A ``torchvision.datasets.ImageFolder`` tree on local disk, resized to ``size`` x ``size``."""
+    import torch
     from torchvision import datasets, transforms
 
     if not Path(root).is_dir():

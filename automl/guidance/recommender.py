@@ -27,10 +27,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from automl.enn import arch_name, parse_arch
+from automl.guidance.enn import arch_name, parse_arch
 
 __all__ = ["ZOO", "TARGET_ARCHS", "DATASET_BY_INPUT", "build_zoo", "measure_gains", "fit_recommender",
-           "pair_features", "recommend", "load_zoo", "zoo_dir"]
+           "pair_features", "recommend", "load_zoo", "zoo_dir", "build_one", "pool_map"]
 
 DATASET_BY_INPUT = {784: "mnist5k", 64: "digits"}
 M5K_POOL = [(784, 32, 10), (784, 64, 10), (784, 128, 10), (784, 256, 10), (784, 128, 64, 10), (784, 256, 128, 10)]
@@ -57,7 +57,8 @@ def zoo_dir() -> Path:
     return Path(str(resources.files("automl").joinpath("models/enn")))
 
 
-def _pool_map(fn: Callable, jobs_args: list, jobs: int) -> list:
+def pool_map(fn: Callable, jobs_args: list, jobs: int) -> list:
+    """``[fn(a) for a in jobs_args]``, in ``jobs`` spawned processes of one torch thread each when ``jobs > 1``."""
     if jobs <= 1 or len(jobs_args) <= 1:
         return [fn(a) for a in jobs_args]
     ctx = multiprocessing.get_context("spawn")
@@ -76,8 +77,8 @@ def _run(args: tuple) -> dict[str, Any]:
     """One guided (or plain) training: ``(arch, dataset, enn_path | None, beta, seed, epochs)``."""
     import torch
 
-    from automl.data import load_dataset
-    from automl.enn import build_mlp, guided_fit, load_enn
+    from automl.guidance.enn import build_mlp, guided_fit, load_enn
+    from automl.training.data import load_dataset
 
     dims, dataset, enn_path, beta, seed, epochs = args
     torch.set_num_threads(1)
@@ -90,11 +91,13 @@ def _run(args: tuple) -> dict[str, Any]:
             "grad_ratio": [h["grad_ratio"] for h in res.history]}
 
 
-def _build_one(args: tuple) -> dict[str, Any]:
+def build_one(args: tuple) -> dict[str, Any]:
+    """Train one zoo ENN, ``(spec, out, runs, guided_runs, epochs)``, into ``out``, pick its β on tuning
+    seeds, and return its ``zoo.json`` entry."""
     import torch
 
-    from automl.data import load_dataset
-    from automl.enn import build_enn, save_enn
+    from automl.guidance.enn import build_enn, save_enn
+    from automl.training.data import load_dataset
 
     spec, out, runs, guided_runs, epochs = args
     torch.set_num_threads(1)
@@ -121,7 +124,7 @@ def build_zoo(out: Optional[str | os.PathLike] = None, *, jobs: int = 2, runs: i
     """Train the zoo's ENNs into ``out`` (default: the package's ``models/enn``) and write ``zoo.json``."""
     out = Path(out or zoo_dir())
     out.mkdir(parents=True, exist_ok=True)
-    metas = _pool_map(_build_one, [(s, str(out), runs, guided_runs, epochs) for s in (specs or ZOO)], jobs)
+    metas = pool_map(build_one, [(s, str(out), runs, guided_runs, epochs) for s in (specs or ZOO)], jobs)
     (out / "zoo.json").write_text(json.dumps({"enns": metas}, indent=1))
     return metas
 
@@ -164,7 +167,7 @@ def measure_gains(zoo_path: Optional[str | os.PathLike] = None, *, archs: Sequen
             jobs_args.append((tuple(dims), ds, None, 0.0, s, epochs))
             for e in zoo["enns"]:
                 jobs_args.append((tuple(dims), ds, str(zoo["dir"] / e["file"]), e["beta"], s, epochs))
-    runs = _pool_map(_run, jobs_args, jobs)
+    runs = pool_map(_run, jobs_args, jobs)
     plain = {(r["arch"], r["seed"]): r["test_acc"] for r in runs if r["enn"] is None}
     table: dict[str, dict[str, Any]] = {}
     if old:

@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from automl.data import Dataset
+from automl.training.data import Dataset
 
 __all__ = [
     "SCALE", "parse_arch", "arch_name", "build_mlp", "weight_matrices", "weight_image", "weight_stats",
     "ENN", "StatsENN", "State", "Trajectory", "FitResult", "guided_fit", "collect_trajectories", "train_enn",
-    "build_enn", "save_enn", "load_enn", "gradcam",
+    "build_enn", "save_enn", "load_enn", "gradcam", "accuracy",
 ]
 
 SCALE = 0.15  # each side of a weight matrix is resized to this fraction (Ino 2024: 0.15² of the original)
@@ -282,7 +282,8 @@ class FitResult:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """``(cross-entropy loss, accuracy)`` of ``model`` on ``x, y``, in eval mode, without gradients."""
     model.eval()
     out = model(x)
     loss = F.cross_entropy(out, y).item()
@@ -362,9 +363,9 @@ def guided_fit(
                 opt.step()
                 loss_sum += float(loss.detach()) * len(idx)
                 correct += int((out.detach().argmax(1) == y[idx]).sum())
-            _, train_acc = _accuracy(model, x, y)
-            _, val_acc = _accuracy(model, xv, data.y_val)
-            _, test_acc = _accuracy(model, xt, data.y_test)
+            _, train_acc = accuracy(model, x, y)
+            _, val_acc = accuracy(model, xv, data.y_val)
+            _, test_acc = accuracy(model, xt, data.y_test)
             row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc_running": correct / n, "train_acc": train_acc,
                    "val_acc": val_acc,
                    "test_acc": test_acc, "grad_ratio": float(np.mean(ratios)) if ratios else 0.0,

@@ -32,11 +32,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from automl.bank import Run
+from automl.bench.bank import Run
 from automl.decision import Policy
-from automl.reporting import RECORD_PREFIX
+from automl.reporting import record_key
 
-__all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "BOUNDS", "ReplayResult", "replay_task", "replay", "summarize"]
+__all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "RAY_NAMES", "BOUNDS", "ReplayResult",
+           "make_pruner", "replay_task", "replay", "summarize"]
 
 OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal")
 RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray")
@@ -121,35 +122,29 @@ def _bank_record(run: Run, epoch: int) -> dict:
 
 
 def _flat_record(run: Run, epoch: int) -> dict:
-    """What ``automl.reporting.tune_metrics`` would have reported to Ray Tune at ``epoch``."""
+    """What ``automl.records.tune_metrics`` would have reported to Ray Tune at ``epoch``."""
     from automl.diagnosis import run_from_records
 
     flat = run_from_records([_bank_record(run, epoch)])
     return {key: v[0] if isinstance(v, list) else v for key, v in flat.items() if key != "n_classes"}
 
 
-def _optuna_pruner(name: str, budget: int, policy: Optional[Policy] = None) -> Any:
-    import optuna
-
-    from pruners import SignalPruner
-
-    return {
-        "none": lambda: optuna.pruners.NopPruner(),
-        "median": lambda: optuna.pruners.MedianPruner(),
-        "percentile25": lambda: optuna.pruners.PercentilePruner(25.0),
-        "asha": lambda: optuna.pruners.SuccessiveHalvingPruner(),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=budget),
-        "patient": lambda: _quiet(optuna.pruners.PatientPruner, optuna.pruners.MedianPruner(), patience=3),
-        "signal": lambda: SignalPruner(policy, max_epochs=budget),
-    }[name]()
+#: The Ray Tune scheduler each replay name stands for (Optuna's pruners keep their own names).
+RAY_NAMES = {"ray-asha": "asha", "ray-median": "median", "signal-ray": "signal"}
 
 
-def _quiet(cls: Any, *args: Any, **kwargs: Any) -> Any:
-    import optuna
+def make_pruner(name: str, budget: int, policy: Optional[Policy] = None, *, metric: Optional[str] = None,
+                mode: Optional[str] = None) -> Any:
+    """The pruner or scheduler a replay name stands for, built by :mod:`pruners`' registry exactly as
+    ``automl search`` builds it (Ray's step by ``training_iteration``, one per replayed epoch)."""
+    from pruners import optuna_pruner, ray_scheduler
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return cls(*args, **kwargs)
+    if name in RAY_NAMES:
+        return ray_scheduler(RAY_NAMES[name], max_t=budget, time_attr="training_iteration", policy=policy,
+                             metric=metric, mode=mode)
+    if name in OPTUNA_PRUNERS:
+        return optuna_pruner(name, max_epochs=budget, policy=policy)
+    raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(OPTUNA_PRUNERS + RAY_SCHEDULERS)}.")
 
 
 def _should_prune(trial: Any, name: str) -> bool:
@@ -172,7 +167,7 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # A fixed study name: Hyperband assigns brackets from a hash of the study name and trial number.
-    study = optuna.create_study(study_name="replay", direction=direction, pruner=_optuna_pruner(name, budget, policy),
+    study = optuna.create_study(study_name="replay", direction=direction, pruner=make_pruner(name, budget, policy),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     if runs:
         with warnings.catch_warnings():
@@ -199,7 +194,7 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
             if feed_fail:
                 record.update(_bank_record(run, epoch))
             if len(record) > 1:
-                trial.set_user_attr(f"{RECORD_PREFIX}{epoch:04d}", record)
+                trial.set_user_attr(record_key(epoch), record)
             trial.report(value, epoch)
             used = epoch
             if epoch < run.budget and _should_prune(trial, name):
@@ -230,28 +225,13 @@ class _SequentialController:
         return []
 
 
-def _ray_scheduler(name: str, metric: str, mode: str, budget: int, policy: Optional[Policy] = None) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
-
-    from pruners import SignalScheduler
-
-    if name == "ray-asha":
-        s = ASHAScheduler(time_attr="training_iteration", max_t=budget, grace_period=1)
-    elif name == "ray-median":
-        s = MedianStoppingRule(time_attr="training_iteration", grace_period=1, min_samples_required=3)
-    else:
-        s = SignalScheduler(policy, time_attr="training_iteration", max_t=budget)
-    s.set_search_properties(metric, mode)
-    return s
-
-
 def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
              conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     metric = runs[0].metric if runs else "value"
-    scheduler = _ray_scheduler(name, metric, "min" if direction == "minimize" else "max", budget, policy)
+    scheduler = make_pruner(name, budget, policy, metric=metric, mode="min" if direction == "minimize" else "max")
     controller = _SequentialController()
     feed_dyn = policy is not None and policy.convergence != "off" and name == "signal-ray" and conv is not None
     feed_fail = policy is not None and policy.failure != "off" and name == "signal-ray"

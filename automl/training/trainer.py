@@ -16,10 +16,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from automl.data import Dataset
-from automl.ncp import NCP, install_ncp_head
-from automl.probe import Probe
 from automl.records import EpochRecord
+from automl.training.data import Dataset
+from automl.training.ncp import NCP, install_ncp_head
+from automl.training.probe import Probe
 
 __all__ = ["fit", "train", "evaluate", "TrainResult", "make_optimizer", "OPTIMIZERS"]
 
@@ -180,7 +180,7 @@ def train(
 
     Example:
         >>> from search_spaces import get_space
-        >>> from automl.data import load_dataset
+        >>> from automl.training.data import load_dataset
         >>> space = get_space("mlp")
         >>> cfg = {"lr": 1e-2, "weight_decay": 1e-5, "dropout": 0.0, "batch_size": 64,
         ...        "optimizer": "adam", "width": 32, "depth": 1, "activation": "relu"}

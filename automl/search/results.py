@@ -1,0 +1,58 @@
+"""Read a finished (or running) study back: the leaderboard and the totals ``automl show`` prints."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["leaderboard", "summarize"]
+
+
+def leaderboard(study: Any) -> list[dict[str, Any]]:
+    """One row per trial: number, state, params, value, epochs, reason; best finished first."""
+    from automl.reporting import records_from_user_attrs
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        epochs = t.user_attrs.get("epochs")
+        if epochs is None:
+            epochs = t.last_step or len(records_from_user_attrs(t.user_attrs)) or 0
+        reason = (t.user_attrs.get("prune_reason") or t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason")
+                  or t.system_attrs.get("fail_reason") or "")
+        if not reason and t.state.name == "FAIL" and t.user_attrs.get("worker"):
+            reason = (f"ended without a recorded error: its worker {t.user_attrs['worker']} stopped "
+                      "(killed, out of memory, or lost its heartbeat)")
+        rows.append(
+            {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value, "epochs": int(epochs), "reason": reason}
+        )
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    order = {"COMPLETE": 0, "RUNNING": 1, "PRUNED": 2, "FAIL": 3, "WAITING": 4}
+
+    def key(r: dict[str, Any]) -> tuple:
+        v = r["value"]
+        return (order.get(r["state"], 5), sign * v if v is not None and math.isfinite(v) else math.inf, r["number"])
+
+    return sorted(rows, key=key)
+
+
+def summarize(study: Any) -> dict[str, Any]:
+    """Totals over a study: trials by state, epochs consumed against the full budget, the best trial."""
+    rows = leaderboard(study)
+    budget = int(study.user_attrs.get("epochs", 0)) or max((r["epochs"] for r in rows), default=0)
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r["state"]] = states.get(r["state"], 0) + 1
+    complete = [r for r in rows if r["state"] == "COMPLETE" and r["value"] is not None]
+    best = complete[0] if complete else None
+    used = sum(r["epochs"] for r in rows)
+    return {
+        "study": study.study_name,
+        "metric": (study.metric_names or ["value"])[0],
+        "direction": study.direction.name.lower(),
+        "trials": len(rows),
+        "states": states,
+        "epochs_used": used,
+        "epochs_full_budget": budget * len(rows),
+        "best_trial": best["number"] if best else None,
+        "best_value": best["value"] if best else None,
+    }
