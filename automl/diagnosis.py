@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, features, rule_labels
+from automl.validation import check_optional_positive_int, check_positive_int
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
 __all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "validate_curves", "run_from_bank",
@@ -276,10 +277,7 @@ def validate_curves(curves: Any) -> dict[str, Any]:
         raise ValueError(f"a diagnosis needs at least 2 epochs, but the curves have {length or 0}.")
     for key in ("n_layers", "n_classes"):
         if key in curves:
-            v = curves[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "n_layers" else 2):
-                raise ValueError(f"field {key!r} must be an integer >= {1 if key == 'n_layers' else 2}, but got {v!r}.")
-            out[key] = int(v)
+            out[key] = check_positive_int(key, curves[key], minimum=1 if key == "n_layers" else 2)
     return out
 
 
@@ -349,8 +347,7 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     model = model or load_model()
     n = len(run["train_loss"])
     lo, hi = model.k_range
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 2):
-        raise ValueError(f"k must be an integer >= 2, but got {k!r}.")
+    k = check_optional_positive_int("k", k, minimum=2)
     k = min(n, hi, k or n)
     view = view_of(run)
     seen = restrict(run, view)

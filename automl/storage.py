@@ -24,6 +24,8 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from automl.validation import check_optional_positive_int
+
 __all__ = ["open_storage", "StorageError", "study_storage", "set_trial_attrs", "fail_trial", "OPTUNA_CHECKED"]
 
 #: The Optuna releases (major.minor, oldest and newest) that ``pyproject.toml`` admits for the
@@ -50,8 +52,10 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = 
     being created (for commands that only read). ``heartbeat`` (seconds, SQL storages only):
     trials send a heartbeat that often, and one silent for twice that is failed as stale.
     """
-    if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0):
-        raise StorageError(f"heartbeat must be a whole number of seconds >= 0 (0: off), but got {heartbeat!r}.")
+    try:
+        heartbeat = check_optional_positive_int("heartbeat", heartbeat, minimum=0)  # seconds; 0: off
+    except ValueError as e:
+        raise StorageError(str(e)) from None
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend

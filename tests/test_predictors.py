@@ -21,7 +21,7 @@ def test_vacces_and_tse_ema_known_answers():
     assert tse_ema([1.0, float("nan")], 2) == -math.inf
     with pytest.raises(ValueError, match="at least k=4"):
         vacces([0.1, 0.2], 4)
-    with pytest.raises(ValueError, match="k \\(observed epochs\\) must be >= 1"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1, but got k=0"):
         tse_ema([1.0], 0)
 
 

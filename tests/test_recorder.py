@@ -40,7 +40,7 @@ def test_truncated_tail_is_repaired_on_resume(tmp_path):
 
 
 def test_bad_arguments_are_named(tmp_path):
-    with pytest.raises(ValueError, match="runs must be >= 1"):
+    with pytest.raises(ValueError, match="runs must be an integer >= 1, but got runs=0"):
         record_bank("mlp", "digits", runs=0, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz")
     with pytest.raises(ValueError, match="metric"):
         record_bank("mlp", "digits", runs=1, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz", metric="f1")

@@ -31,6 +31,7 @@ from typing import Any, Optional
 import numpy as np
 
 from automl.bench.bank import BankError, Run, iter_bank, write_bank
+from automl.validation import check_metric, check_positive_int
 
 __all__ = ["record_bank", "run_row", "records_row"]
 
@@ -146,24 +147,21 @@ def record_bank(
 
     if ncp not in (None, "head", "shadow"):
         raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp!r}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
-    for name, value in (("runs", runs), ("epochs", epochs), ("jobs", jobs)):
-        if isinstance(value, bool) or int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, but got {name}={value!r}.")
+    check_metric(metric, METRICS)
+    runs, epochs, jobs = check_positive_int("runs", runs), check_positive_int("epochs", epochs), check_positive_int("jobs", jobs)
     sp = get_space(space)
     sp.check_input_shape(load_dataset(dataset).input_shape)
     rng = np.random.default_rng(seed)
-    configs = [sp.sample(rng) for _ in range(int(runs))]  # run i is the same config on every resume
+    configs = [sp.sample(rng) for _ in range(runs)]  # run i is the same config on every resume
     out = Path(out)
     if not out.parent.is_dir():
         raise ValueError(f"folder {str(out.parent)!r} for --out does not exist.")
     done = _salvage(out)
-    todo = [(space, dataset, i, c, int(epochs), int(seed), metric, METRICS[metric], every_k_steps, ncp)
+    todo = [(space, dataset, i, c, epochs, int(seed), metric, METRICS[metric], every_k_steps, ncp)
             for i, c in enumerate(configs) if str(i) not in done]
     n = 0
     if jobs > 1:
-        with ProcessPoolExecutor(max_workers=int(jobs), initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
             for run in pool.map(_work, todo):
                 write_bank(out, [run], append=True)
                 n += 1

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from automl.training.data import Dataset
+from automl.validation import check_positive_int
 
 __all__ = [
     "SCALE", "parse_arch", "arch_name", "build_mlp", "weight_matrices", "weight_image", "weight_stats",
@@ -313,8 +314,7 @@ def guided_fit(
     ``grad_ratio``: the mean over the epoch's steps of ``‖β∇ENN‖ / ‖∇CE‖`` (0 without an ENN or
     with β = 0). ``record(model)`` is called after each epoch (and before the first) to keep states.
     """
-    if isinstance(epochs, bool) or int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, but got {epochs=}.")
+    epochs = check_positive_int("epochs", epochs)
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, but got {beta=}.")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):

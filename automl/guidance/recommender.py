@@ -28,6 +28,7 @@ from typing import Any, Optional
 import numpy as np
 
 from automl.guidance.enn import arch_name, parse_arch
+from automl.validation import check_positive_int
 
 __all__ = ["ZOO", "TARGET_ARCHS", "DATASET_BY_INPUT", "build_zoo", "measure_gains", "fit_recommender",
            "pair_features", "recommend", "load_zoo", "zoo_dir", "build_one", "pool_map"]
@@ -325,8 +326,7 @@ def recommend(arch: str, top: int = 3, *, zoo_path: Optional[str | os.PathLike] 
     a note saying so; a malformed spec raises ``ValueError`` naming the part.
     """
     dims = parse_arch(arch)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be an integer >= 1, but got {top!r}.")
+    top = check_positive_int("top", top)
     zoo, boosters = _loaded(zoo_path)
     cols = zoo["recommender"]["features"]
     metas = zoo["enns"]

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from automl.validation import check_metric
+
 __all__ = ["beta_eff", "WEIGHTINGS"]
 
 WEIGHTINGS = ("product", "downstream")
@@ -83,8 +85,7 @@ def beta_eff(weights: Sequence[Any], weighting: str = "product") -> float:
         >>> round(beta_eff(ws), 6), round(beta_eff(ws, "downstream"), 6)
         (2.194678, 1.961812)
     """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, but got {weighting!r}.")
+    check_metric(weighting, WEIGHTINGS, name="weighting")
     a = _as_abs_matrices(weights)
     if not all(np.isfinite(m).all() for m in a):
         return math.nan

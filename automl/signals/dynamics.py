@@ -28,6 +28,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.signal import hilbert
 
+from automl.validation import check_positive_int
+
 __all__ = [
     "MIN_DFA_POINTS",
     "CONFIDENT_DFA_POINTS",
@@ -202,11 +204,10 @@ def stability_index(i: float, m: float) -> float:
 def rolling_std(x, window: int) -> np.ndarray:
     """Std of the trailing ``window`` points at each position (``nan`` until the window is full)."""
     v = np.asarray(x, dtype=float)
-    if isinstance(window, bool) or int(window) < 2:
-        raise ValueError(f"window must be >= 2, but got {window=}.")
+    window = check_positive_int("window", window, minimum=2)
     out = np.full(len(v), np.nan)
     if len(v) >= window:
-        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(v, int(window)).std(axis=1)
+        out[window - 1 :] = np.lib.stride_tricks.sliding_window_view(v, window).std(axis=1)
     return out
 
 
@@ -277,11 +278,8 @@ def stability_series(x, *, window: int = 64, vol_window: int = 16, trim: float =
         (136, 64, True)
     """
     X, _ = _rows(x)
-    if isinstance(window, bool) or int(window) < MIN_DFA_POINTS:
-        raise ValueError(f"window must be >= {MIN_DFA_POINTS} points (DFA needs them), but got {window=}.")
-    if isinstance(vol_window, bool) or int(vol_window) < 2:
-        raise ValueError(f"vol_window must be >= 2, but got {vol_window=}.")
-    window, vol_window = int(window), int(vol_window)
+    window = check_positive_int("window", window, minimum=MIN_DFA_POINTS)  # DFA needs that many points
+    vol_window = check_positive_int("vol_window", vol_window, minimum=2)
     done = 0 if previous is None else len(previous.dsi)
     if done and X.shape[1] - 1 - window + 1 >= done:
         tail = stability_series(X[:, done:], window=window, vol_window=vol_window, trim=trim)
@@ -374,10 +372,8 @@ def convergence(
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), but got {fraction=}.")
-    if isinstance(hold, bool) or int(hold) < 1:
-        raise ValueError(f"hold must be >= 1, but got {hold=}.")
-    if isinstance(n_null, bool) or int(n_null) < 0:
-        raise ValueError(f"n_null must be >= 0, but got {n_null=}.")
+    hold = check_positive_int("hold", hold)
+    n_null = check_positive_int("n_null", n_null, minimum=0)
     if not 0.0 < null_share <= 1.0:
         raise ValueError(f"null_share must be in (0, 1], but got {null_share=}.")
     X, _ = _rows(x)
@@ -388,8 +384,8 @@ def convergence(
     # The null: shift the differences of each layer (the series the index reads), then integrate
     # back, so that a surrogate is a trace of the same length with the same per-layer increments.
     rng = np.random.default_rng(seed)
-    null_fired = np.empty(int(n_null))
-    for j in range(int(n_null)):
+    null_fired = np.empty(n_null)
+    for j in range(n_null):
         f = _fired(stability_series(shifted_surrogate(X, rng), window=window, vol_window=vol_window), fraction, hold)
         null_fired[j] = math.inf if f is None else f
     share = float(np.mean(null_fired <= fired))
@@ -409,12 +405,10 @@ def converged_epoch(x, steps, steps_per_epoch: int, **rule) -> tuple[int | None,
     st = np.asarray(steps, dtype=int)
     if st.shape != (X.shape[1],):
         raise ValueError(f"steps must give one step per trace point ({X.shape[1]}), but has shape {st.shape}.")
-    if isinstance(steps_per_epoch, bool) or int(steps_per_epoch) < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, but got {steps_per_epoch=}.")
+    spe = check_positive_int("steps_per_epoch", steps_per_epoch)
     full = convergence(X, **{**rule, "n_null": 0})  # the rule alone is causal: where it first fires
     if full.fired is None:
         return None, None
-    spe = int(steps_per_epoch)
     first = -(-int(st[full.fired]) // spe)  # the epoch whose end first sees the firing point
     last = -(-int(st[-1]) // spe)
     for epoch in range(first, last + 1):

@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from automl.validation import is_finite
+
 __all__ = ["LABELS", "CURVE_KEYS", "OPTIONAL_KEYS", "FEATURES", "features", "rule_labels", "RULES"]
 
 #: The failure labels, in a fixed order (multi-label; a healthy run has none).
@@ -66,7 +68,7 @@ def _raw_nonfinite(run: Mapping[str, Any], keys: Sequence[str], k: Optional[int]
         if v is None:
             continue
         for i, x in enumerate(list(v)[:n]):
-            if x is None or not math.isfinite(float(x)):
+            if not is_finite(x):
                 bad[i] = True
     return bad
 

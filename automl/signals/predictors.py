@@ -28,6 +28,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import BayesianRidge
 from sklearn.preprocessing import StandardScaler
 
+from automl.validation import check_positive_int
+
 __all__ = [
     "vacces",
     "tse_ema",
@@ -48,12 +50,11 @@ FEATURE_SETS: dict[str, tuple[int, ...]] = {
 
 
 def _prefix(values: Sequence[float], k: int, name: str) -> np.ndarray:
-    if isinstance(k, bool) or int(k) < 1:
-        raise ValueError(f"k (observed epochs) must be >= 1, but got {k=}.")
+    k = check_positive_int("k", k)  # observed epochs
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1 or len(arr) < k:
         raise ValueError(f"{name} must be a 1-D sequence of at least k={k} epochs, but has shape {arr.shape}.")
-    return arr[: int(k)]
+    return arr[:k]
 
 
 def vacces(val_acc: Sequence[float], k: int) -> float:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from automl.signals.capacitance import WEIGHTINGS, beta_eff
+from automl.validation import check_optional_positive_int
 
 __all__ = ["NCP", "ShadowNCP", "install_ncp_head", "find_features", "find_head", "DEFAULT_HIDDEN"]
 
@@ -145,11 +146,10 @@ class ShadowNCP:
             raise ValueError(f"ncp_hidden must be two or more positive widths, but got {tuple(hidden)}.")
         if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < float("inf")):
             raise ValueError(f"ncp_lr must be a positive finite number, but got {lr!r}.")
-        if n_classes is not None and (isinstance(n_classes, bool) or int(n_classes) < 2):
-            raise ValueError(f"ncp_classes must be >= 2, but got {n_classes!r}.")
+        n_classes = check_optional_positive_int("ncp_classes", n_classes, minimum=2)
         self.lr = float(lr)
         self.seed = int(seed)
-        self.n_classes = None if n_classes is None else int(n_classes)
+        self.n_classes = n_classes
         self.ncp: Optional[NCP] = None
         self._opt: Optional[torch.optim.Optimizer] = None
         self._features: Optional[torch.Tensor] = None

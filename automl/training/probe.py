@@ -42,6 +42,7 @@ from automl.reporting import STOP_ATTRS, verdict_attrs
 from automl.signals.capacitance import WEIGHTINGS
 from automl.signals.dynamics import convergence
 from automl.training.ncp import DEFAULT_HIDDEN, NCP, ShadowNCP
+from automl.validation import check_metric, check_optional_positive_int, check_positive_int, finite_or_none
 
 _RULE_ARGS = tuple(p for p in inspect.signature(convergence).parameters if p != "x")
 
@@ -77,8 +78,7 @@ def converged_stop(records: Sequence[EpochRecord], trial: Optional[Any] = None, 
     With an ``optuna.Trial``, a verdict's reason is stored on it as the user attributes
     ``stop_reason``, ``stop_epoch``, ``stop_source`` and ``stop_evidence``.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}.")
+    check_metric(metric, METRICS)
     if policy is not None and not isinstance(policy, Policy):
         raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
     if not records:
@@ -157,16 +157,13 @@ class Probe:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, but got {type(model).__name__}.")
-        if every_k_steps is not None and (isinstance(every_k_steps, bool) or int(every_k_steps) < 1):
-            raise ValueError(f"every_k_steps must be >= 1 or None, but got {every_k_steps=}.")
-        if isinstance(trace_batch_size, bool) or int(trace_batch_size) < 1:
-            raise ValueError(f"trace_batch_size must be >= 1, but got {trace_batch_size=}.")
-        if isinstance(grad_every, bool) or int(grad_every) < 1:
-            raise ValueError(f"grad_every must be >= 1, but got {grad_every=}.")
+        every_k_steps = check_optional_positive_int("every_k_steps", every_k_steps)
+        trace_batch_size = check_positive_int("trace_batch_size", trace_batch_size)
+        grad_every = check_positive_int("grad_every", grad_every)
         self.model = model
         self.optimizer = optimizer
-        self.every_k_steps = None if every_k_steps is None else int(every_k_steps)
-        self.grad_every = int(grad_every)
+        self.every_k_steps = every_k_steps
+        self.grad_every = grad_every
 
         if layers is None:
             self._layers = find_layers(model)
@@ -184,12 +181,11 @@ class Probe:
             if not isinstance(probe_batch, torch.Tensor) or probe_batch.dim() < 1 or probe_batch.shape[0] == 0:
                 raise ValueError("probe_batch must be a non-empty tensor with a batch axis first.")
             self.probe_batch = probe_batch.detach()
-        self.trace_batch_size = int(trace_batch_size)
+        self.trace_batch_size = trace_batch_size
 
         if ncp not in (None, *NCP_MODES):
             raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp=}.")
-        if beta_weighting not in WEIGHTINGS:
-            raise ValueError(f"beta_weighting must be one of {WEIGHTINGS}, but got {beta_weighting!r}.")
+        check_metric(beta_weighting, WEIGHTINGS, name="beta_weighting")
         rule = dict(convergence_rule or {})
         unknown_args = sorted(set(rule) - set(_RULE_ARGS))
         if unknown_args:
@@ -408,7 +404,7 @@ class Probe:
         s = self._series = c.series
 
         def last(a: "np.ndarray") -> Optional[float]:
-            return float(a[-1]) if len(a) and math.isfinite(a[-1]) else None
+            return finite_or_none(a[-1]) if len(a) else None
 
         step_of = lambda i: None if i is None else int(steps[i])  # noqa: E731
         vol = s.volatility[np.isfinite(s.volatility)] if len(s.volatility) else s.volatility
@@ -422,7 +418,7 @@ class Probe:
             "fired_step": step_of(c.fired),
             "converged_step": prev.get("converged_step") or step_of(c.index),
             "null_fired_share": prev.get("null_fired_share") if prev.get("converged_step") else
-            (c.null_fired_share if math.isfinite(c.null_fired_share) else None),
+            finite_or_none(c.null_fired_share),
             "null_median_step": prev.get("null_median_step") if prev.get("converged_step") else
             (step_of(int(c.null_median)) if math.isfinite(c.null_median) else None),
         }

@@ -20,6 +20,7 @@ from automl.records import EpochRecord
 from automl.training.data import Dataset
 from automl.training.ncp import NCP, install_ncp_head
 from automl.training.probe import Probe
+from automl.validation import check_positive_int
 
 __all__ = ["fit", "train", "evaluate", "TrainResult", "make_optimizer", "OPTIMIZERS"]
 
@@ -105,10 +106,8 @@ def fit(
     A non-finite training loss does not stop the run: the diverged values are recorded (as
     ``nan``) so that pruners see them, exactly as they would in a user's own loop.
     """
-    if isinstance(epochs, bool) or int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, but got {epochs=}.")
-    if isinstance(batch_size, bool) or int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, but got {batch_size=}.")
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
     if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, but got {lr=}.")
     if ncp == "head" and not any(isinstance(m, NCP) for m in model.modules()):
