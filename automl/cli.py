@@ -55,6 +55,9 @@ def _storage_option(f):
 @click.option("--heartbeat", type=click.IntRange(min=0), default=30, show_default=True,
               help="Seconds between a running trial's heartbeats on SQL storages; one silent for twice that is failed "
                    "by the next trial any worker starts (0: off).")
+@click.option("--risk", type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Forecast pruner: prune a trial whose probability of beating the best finished "
+                                      "trial is below this.")
 @click.option("--failure", is_flag=True,
               help="Signal pruner: also prune a trial the failure meta-classifier labels a sure failure (diverging, "
                    "exploding or vanishing gradients, dying ReLUs, underfitting).")
@@ -78,6 +81,7 @@ def search(
     workers: int,
     ray_address: Optional[str],
     heartbeat: int,
+    risk: float,
     failure: bool,
     converge: bool,
     overwrite: bool,
@@ -96,7 +100,7 @@ def search(
     settings = SearchSettings(
         space=space, dataset=dataset, trials=trials, epochs=epochs, backend=backend, pruner=pruner, metric=metric,
         storage=storage, study=study_name, seed=seed, n_jobs=n_jobs, ray_address=ray_address,
-        heartbeat=heartbeat, failure=failure, converge=converge,
+        heartbeat=heartbeat, failure=failure, converge=converge, risk=risk,
     )
     try:
         open_storage(storage)  # fail fast, before data and models load

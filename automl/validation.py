@@ -11,7 +11,8 @@ import math
 from collections.abc import Iterable
 from typing import Any, Optional
 
-__all__ = ["is_finite", "finite_or_none", "check_positive_int", "check_optional_positive_int", "check_metric"]
+__all__ = ["is_finite", "finite_or_none", "check_positive_int", "check_optional_positive_int", "check_metric",
+           "BudgetReader"]
 
 
 def is_finite(x: Any) -> bool:
@@ -80,3 +81,40 @@ def check_metric(metric: Any, known: Iterable[str], *, name: str = "metric") -> 
     if not isinstance(metric, str) or metric not in known:
         raise ValueError(f"{name} must be one of {known}, but got {metric!r}.")
     return metric
+
+
+class BudgetReader:
+    """Reads a trial's own budget (epochs) from ``budget``: the name of one of its hyperparameters
+    (looked up in ``getattr(trial, params)`` if ``params`` is given, else in the trial itself, a
+    mapping), or a callable of the trial. A missing or non-positive budget reads as ``None`` (the
+    adapter then uses the study's ``max_epochs``); so does every trial with ``budget=None``.
+    Picklable, so a scheduler holding one can be checkpointed.
+
+    Example:
+        >>> BudgetReader("epochs")({"epochs": 40, "lr": 0.1}), BudgetReader("epochs")({"lr": 0.1})
+        (40, None)
+    """
+
+    def __init__(self, budget: Any, *, params: Optional[str] = None, what: str = "trial") -> None:
+        if budget is not None and not (isinstance(budget, str) and budget) and not callable(budget):
+            raise ValueError(f"budget must be the name of a {what}'s hyperparameter, a callable of the {what}, "
+                             f"or None, but got {budget!r}.")
+        self.budget, self.params = budget, params
+
+    def __call__(self, trial: Any) -> Optional[int]:
+        if self.budget is None:
+            return None
+        if callable(self.budget):
+            return _as_budget(self.budget(trial))
+        source = getattr(trial, self.params, None) if self.params else trial
+        return _as_budget(source.get(self.budget) if hasattr(source, "get") else None)
+
+
+def _as_budget(value: Any) -> Optional[int]:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        b = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return b if b >= 1 and b == value else None

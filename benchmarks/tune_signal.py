@@ -84,6 +84,8 @@ def main() -> None:
                         "default, in studies of --small-trials runs; they never take part in the choice")
     parser.add_argument("--keep", type=float, default=0.9, help="required kept-best rate on the tuning tasks")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--name", default="tune_signal",
+                        help="write benchmarks/results/NAME.md and NAME.json (another name keeps the published record)")
     parser.add_argument("--grid", default=None, help="JSON: an object of Policy fields to lists of values (their "
                         "product), or a list of Policy field objects (default: GRID)")
     args = parser.parse_args()
@@ -149,7 +151,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"args": vars(args), "grid": space, "scores": scores, "chosen": chosen,
            "held_out": {str(size): h for size, h in held.items()}, "unseen": unseen, "wall_s": round(wall, 1)}
-    (RESULTS / "tune_signal.json").write_text(json.dumps(doc, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     top = sorted(scores, key=lambda s: (-s["kept_best_worst"], s["median_cost_ratio_vs_none"]))[:10]
     small_note = f" and in small studies of {args.small_trials} runs" if args.small_trials else ""
@@ -158,7 +160,8 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/tune_signal.py --bank {' '.join(Path(b).name for b in args.bank)} --seeds {args.seeds} "
         f"--trials {args.trials} --small-trials {args.small_trials} --keep {args.keep}"
-        + (f" --unseen {' '.join(repr(u) for u in args.unseen)}" if args.unseen else "") + "`  ",
+        + (f" --unseen {' '.join(repr(u) for u in args.unseen)}" if args.unseen else "")
+        + (f" --grid '{args.grid}' --name {args.name}" if args.name != "tune_signal" else "") + "`  ",
         f"Machine: {machine}; {wall:.0f} s. Seeds 0..{args.seeds - 1}; {args.trials} runs drawn per task and seed{small_note}.",
         "",
         f"Tuning tasks ({len(tune_tasks)}): {', '.join(t.split('/')[-1] for t in tune_tasks)}.  ",
@@ -190,7 +193,7 @@ def main() -> None:
         lines += [f"| `{u}` | {r['tasks']} | {r['trials']} | {r['chosen']['median_cost_ratio_vs_none']:.3f} | {r['chosen']['kept_best_rate']:.0%} "
                   f"| {r['default']['median_cost_ratio_vs_none']:.3f} | {r['default']['kept_best_rate']:.0%} |" for u, r in unseen.items()]
     lines += ["", f"Chosen policy: `{json.dumps(chosen['policy'])}`."]
-    (RESULTS / "tune_signal.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -6,14 +6,15 @@ import json
 import logging
 import math
 import pickle
-from typing import Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional, Union
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide
 from automl.records import compact_from_flat
 from automl.reporting import verdict_attrs
-from automl.validation import check_optional_positive_int
+from automl.validation import BudgetReader, check_optional_positive_int
 
 __all__ = ["SignalScheduler"]
 
@@ -42,6 +43,9 @@ class SignalScheduler(FIFOScheduler):
             or ``epoch`` as reported by ``automl.report``.
         max_t: the budget in ``time_attr`` units, if known (as in Ray's ``ASHAScheduler``): a
             trial at it is never stopped, which would save nothing and lose its result.
+        budget: where each trial has its own budget (a config key such as ``epochs``, with a
+            schedule that runs to it): that key, or a callable ``f(config) -> int``, as
+            ``SignalPruner(budget=...)`` takes a parameter name.
 
     A result whose metric is ``nan``/``inf`` (a diverged trial) is stopped with the reason
     "diverged at epoch N"; a result missing the metric is skipped. After ``Tuner.restore`` (which
@@ -66,6 +70,7 @@ class SignalScheduler(FIFOScheduler):
         mode: Optional[str] = None,
         time_attr: str = "training_iteration",
         max_t: Optional[int] = None,
+        budget: Union[str, Callable[[dict], int], None] = None,
     ) -> None:
         super().__init__()
         if policy is not None and not isinstance(policy, Policy):
@@ -75,6 +80,7 @@ class SignalScheduler(FIFOScheduler):
         if not isinstance(time_attr, str) or not time_attr:
             raise ValueError(f"time_attr must be a non-empty string, but got {time_attr!r}.")
         self._max_t = check_optional_positive_int("max_t", max_t)
+        self._budget_of = BudgetReader(budget, what="trial config")
         self._policy = policy or Policy()
         self._metric = metric
         self._mode = mode
@@ -109,7 +115,7 @@ class SignalScheduler(FIFOScheduler):
         tid = trial.trial_id
         hist = self._trials.get(tid)
         if hist is None:
-            hist = TrialHistory(len(self._trials), {}, "RUNNING", records=[])
+            hist = TrialHistory(len(self._trials), {}, "RUNNING", records=[], budget=self._budget_of(_config(trial)))
             self._trials[tid] = hist
         elif not isinstance(hist.records, list):  # restored from an older checkpoint
             hist = hist._replace(records=list(hist.records))
@@ -146,12 +152,13 @@ class SignalScheduler(FIFOScheduler):
             return None
         number = len(self._trials)
         if trial.status == "ERROR":
-            return TrialHistory(number, values, "FAIL", None, records=[])
+            return TrialHistory(number, values, "FAIL", None, records=[], budget=self._budget_of(_config(trial)))
         # A converged trial carries stop_reason (results written before it did: prune_action="converged").
         if last.get("prune_reason") is not None and last.get("prune_action", "prune") == "prune":
-            return TrialHistory(number, values, "PRUNED", None, records=[])
+            return TrialHistory(number, values, "PRUNED", None, records=[], budget=self._budget_of(_config(trial)))
         final = values[max(values)]
-        return TrialHistory(number, values, "COMPLETE", final if math.isfinite(final) else None, records=[])
+        return TrialHistory(number, values, "COMPLETE", final if math.isfinite(final) else None, records=[],
+                            budget=self._budget_of(_config(trial)))
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()
@@ -215,6 +222,11 @@ class SignalScheduler(FIFOScheduler):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+
+def _config(trial: Any) -> dict:
+    config = getattr(trial, "config", None)
+    return config if isinstance(config, dict) else {}
 
 
 def _stored_results(trial: Any) -> list[dict]:

@@ -17,18 +17,26 @@ from automl.validation import check_positive_int
 __all__ = ["OPTUNA_PRUNERS", "RAY_SCHEDULERS", "optuna_pruner", "ray_scheduler"]
 
 #: Names :func:`optuna_pruner` builds.
-OPTUNA_PRUNERS = ("signal", "none", "median", "percentile25", "asha", "hyperband", "patient")
+OPTUNA_PRUNERS = ("signal", "forecast", "none", "median", "percentile25", "asha", "hyperband", "patient")
 #: Names :func:`ray_scheduler` builds.
-RAY_SCHEDULERS = ("signal", "none", "median", "asha", "hyperband")
+RAY_SCHEDULERS = ("signal", "forecast", "none", "median", "asha", "hyperband")
+
+
+def _signal_policy(name: str, policy: Optional[Policy]) -> Policy:
+    """``signal`` runs ``policy`` as given; ``forecast`` is the signal pruner with the forecaster's
+    rule (``Policy(rule="forecast")``, the policy's ``risk``)."""
+    policy = policy or Policy()
+    return policy.model_copy(update={"rule": "forecast"}) if name == "forecast" else policy
 
 
 def _unknown(name: Any, known: tuple[str, ...]) -> ValueError:
     return ValueError(f"unknown pruner {name!r}; choose one of {', '.join(known)}.")
 
 
-def optuna_pruner(name: str, *, max_epochs: int, policy: Optional[Policy] = None) -> Any:
+def optuna_pruner(name: str, *, max_epochs: int, policy: Optional[Policy] = None, budget: Any = None) -> Any:
     """The Optuna pruner ``name`` stands for, for trials of up to ``max_epochs`` epochs (``policy``
-    is the signal pruner's; the built-ins ignore it).
+    and a per-trial ``budget`` are the signal pruner's, ``SignalPruner(budget=...)``; the built-ins
+    have no such setting).
 
     Example:
         >>> type(optuna_pruner("hyperband", max_epochs=20)).__name__
@@ -39,10 +47,10 @@ def optuna_pruner(name: str, *, max_epochs: int, policy: Optional[Policy] = None
     max_epochs = check_positive_int("max_epochs", max_epochs)
     import optuna
 
-    if name == "signal":
+    if name in ("signal", "forecast"):
         from pruners._signal import SignalPruner
 
-        return SignalPruner(policy, max_epochs=max_epochs)
+        return SignalPruner(_signal_policy(name, policy), max_epochs=max_epochs, budget=budget)
     if name == "patient":  # PatientPruner is experimental in Optuna: say so once, not per study
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -57,7 +65,7 @@ def optuna_pruner(name: str, *, max_epochs: int, policy: Optional[Policy] = None
 
 
 def ray_scheduler(name: str, *, max_t: int, time_attr: str = "epoch", policy: Optional[Policy] = None,
-                  metric: Optional[str] = None, mode: Optional[str] = None) -> Any:
+                  metric: Optional[str] = None, mode: Optional[str] = None, budget: Any = None) -> Any:
     """The Ray Tune scheduler ``name`` stands for, for trials of up to ``max_t`` steps of
     ``time_attr``; ``metric`` and ``mode`` usually come from ``tune.TuneConfig``.
 
@@ -69,10 +77,10 @@ def ray_scheduler(name: str, *, max_t: int, time_attr: str = "epoch", policy: Op
     max_t = check_positive_int("max_t", max_t)
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
-    if name == "signal":
+    if name in ("signal", "forecast"):
         from pruners._ray import SignalScheduler
 
-        scheduler = SignalScheduler(policy, time_attr=time_attr, max_t=max_t)
+        scheduler = SignalScheduler(_signal_policy(name, policy), time_attr=time_attr, max_t=max_t, budget=budget)
     elif name == "median":
         scheduler = MedianStoppingRule(time_attr=time_attr, grace_period=1, min_samples_required=3)
     elif name == "asha":

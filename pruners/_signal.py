@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Optional, Union
 
 import optuna
@@ -11,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide, diverged
 from automl.reporting import PRUNE_ATTRS, records_from_user_attrs, verdict_attrs
 from automl.storage import set_trial_attrs
-from automl.validation import check_optional_positive_int, check_positive_int
+from automl.validation import BudgetReader, check_optional_positive_int, check_positive_int
 
 __all__ = ["SignalPruner", "PRUNE_ATTRS"]
 
@@ -45,6 +46,10 @@ class SignalPruner(BasePruner):
             (that would save nothing and lose its result). Epochs are the steps given to
             ``trial.report``, counted from 1 as ``automl.report`` does; a trial that reported
             step 0 is read as counting from 0.
+        budget: where each trial has its own budget (a hyperparameter such as ``epochs``, with a
+            learning-rate schedule that runs to it): the name of that parameter, or a callable
+            ``f(FrozenTrial) -> int``. The decision then reads each trial's progress as a
+            fraction of its own budget too, and never prunes a trial at its own last epoch.
 
     Works with ``n_jobs > 1``, several processes on one ``JournalStorage`` and RDB storages: it
     keeps no state between calls, so every worker decides the same from the same storage.
@@ -72,6 +77,7 @@ class SignalPruner(BasePruner):
         fallback: Union[Literal["median"], BasePruner] = "median",
         interval_epochs: int = 1,
         max_epochs: Optional[int] = None,
+        budget: Union[str, Callable[[FrozenTrial], int], None] = None,
     ) -> None:
         if policy is not None and not isinstance(policy, Policy):
             raise TypeError(f"policy must be an automl.Policy, but got {type(policy).__name__}.")
@@ -79,6 +85,7 @@ class SignalPruner(BasePruner):
             raise ValueError(f"fallback must be 'median' or an optuna pruner, but got {fallback!r}.")
         self._interval = check_positive_int("interval_epochs", interval_epochs)
         self._max_epochs = check_optional_positive_int("max_epochs", max_epochs)
+        self._budget_of = BudgetReader(budget, params="params")
         policy = policy or Policy()
         self._wrapped = None if isinstance(fallback, str) else fallback
         self._policy = policy.model_copy(update={"fallback": "none"}) if self._wrapped is not None else policy
@@ -104,7 +111,8 @@ class SignalPruner(BasePruner):
         with_records = policy.capacitance != "off"  # the βeff model reads the finished trials' records
         others = [
             TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None,
-                         records_from_user_attrs(t.user_attrs) if with_records and t.state == TrialState.COMPLETE else ())
+                         records_from_user_attrs(t.user_attrs) if with_records and t.state == TrialState.COMPLETE else (),
+                         self._budget_of(t))
             for t in study.get_trials(deepcopy=False)
             if t.number != trial.number
         ]
@@ -114,7 +122,8 @@ class SignalPruner(BasePruner):
         population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
         records = records_from_user_attrs(trial.user_attrs)
         own_history = with_records or policy.failure != "off"  # the failure classifier reads the whole prefix
-        current = TrialHistory(trial.number, trial.intermediate_values, records=records if own_history else records[-1:])
+        current = TrialHistory(trial.number, trial.intermediate_values, records=records if own_history else records[-1:],
+                               budget=self._budget_of(trial))
         return decide(current, population, policy)
 
     # -- BasePruner ------------------------------------------------------------------------

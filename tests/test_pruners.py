@@ -199,7 +199,7 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
     t = study.ask()
     t.report(1.0, 1)
     assert t.should_prune() is True and calls == [0]  # alone, with nothing finished: thin evidence
-    reason = study._storage.get_trial_user_attrs(t._trial_id)["prune_reason"]
+    reason = study.get_trials(deepcopy=False)[t.number].user_attrs["prune_reason"]
     assert reason.startswith("Recording (fallback while evidence is thin) pruned at epoch 1")
     study.tell(t, state=TrialState.PRUNED)
     tell_finished(study, FINISHED)  # trials 1..10, through ask/tell (no pruning asked)
@@ -208,7 +208,7 @@ def test_wrapped_fallback_is_asked_only_while_evidence_is_thin():
     for epoch in (1, 2, 3):
         t.report(9.0, epoch)
     assert t.should_prune() is True and calls == []  # ten finished peers: the core decides (rank cut)
-    assert study._storage.get_trial_user_attrs(t._trial_id)["prune_source"] == "rank"
+    assert study.get_trials(deepcopy=False)[t.number].user_attrs["prune_source"] == "rank"
 
 
 def test_max_epochs_never_prunes_the_last_epoch():

@@ -73,7 +73,7 @@ def test_every_name_builds_and_the_signal_pruner_gets_the_policy():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: optuna_pruner("medain", max_epochs=5), "unknown pruner 'medain'; choose one of signal, none, median"),
+    (lambda: optuna_pruner("medain", max_epochs=5), "unknown pruner 'medain'; choose one of signal, forecast, none, median"),
     (lambda: ray_scheduler("patient", max_t=5), "unknown pruner 'patient'"),
     (lambda: optuna_pruner("hyperband", max_epochs=0), "max_epochs must be an integer >= 1, but got max_epochs=0"),
     (lambda: ray_scheduler("asha", max_t=True), "max_t must be an integer >= 1"),

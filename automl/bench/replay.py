@@ -35,12 +35,13 @@ import numpy as np
 from automl.bench.bank import Run
 from automl.decision import Policy
 from automl.reporting import record_key
+from automl.validation import check_positive_int, finite_or_none
 
 __all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "RAY_NAMES", "BOUNDS", "ReplayResult",
            "make_pruner", "replay_task", "replay", "summarize"]
 
-OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal")
-RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray")
+OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal", "forecast")
+RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray", "forecast-ray")
 BOUNDS = ("topk1", "oracle")
 PRUNERS = OPTUNA_PRUNERS + RAY_SCHEDULERS + BOUNDS
 
@@ -112,7 +113,7 @@ def _bank_record(run: Run, epoch: int) -> dict:
     for key in ("train_loss", "val_loss", "train_acc", "val_acc", "test_loss", "test_acc"):
         c = run.curves.get(key)
         if c is not None and i < len(c):
-            rec[key] = c[i] if math.isfinite(c[i]) else None
+            rec[key] = finite_or_none(c[i])
     sig = run.signals
     if sig.get("grad_norm") and i < len(sig["grad_norm"]):
         cols = [sig.get(k, [])[i] if i < len(sig.get(k, [])) else None for k in ("grad_norm", "zero_grad_frac", "weight_norm")]
@@ -130,20 +131,27 @@ def _flat_record(run: Run, epoch: int) -> dict:
 
 
 #: The Ray Tune scheduler each replay name stands for (Optuna's pruners keep their own names).
-RAY_NAMES = {"ray-asha": "asha", "ray-median": "median", "signal-ray": "signal"}
+RAY_NAMES = {"ray-asha": "asha", "ray-median": "median", "signal-ray": "signal", "forecast-ray": "forecast"}
+
+
+#: Where a task's runs differ in length, each replayed trial carries its own budget as this
+#: hyperparameter (Optuna) or config key (Ray), and the signal pruner reads it from there.
+BUDGET_PARAM = "epochs"
 
 
 def make_pruner(name: str, budget: int, policy: Optional[Policy] = None, *, metric: Optional[str] = None,
-                mode: Optional[str] = None) -> Any:
+                mode: Optional[str] = None, per_trial_budget: bool = False) -> Any:
     """The pruner or scheduler a replay name stands for, built by :mod:`pruners`' registry exactly as
-    ``automl search`` builds it (Ray's step by ``training_iteration``, one per replayed epoch)."""
+    ``automl search`` builds it (Ray's step by ``training_iteration``, one per replayed epoch).
+    ``per_trial_budget``: the signal pruner reads each trial's budget from :data:`BUDGET_PARAM`."""
     from pruners import optuna_pruner, ray_scheduler
 
+    own = BUDGET_PARAM if per_trial_budget else None
     if name in RAY_NAMES:
         return ray_scheduler(RAY_NAMES[name], max_t=budget, time_attr="training_iteration", policy=policy,
-                             metric=metric, mode=mode)
+                             metric=metric, mode=mode, budget=own)
     if name in OPTUNA_PRUNERS:
-        return optuna_pruner(name, max_epochs=budget, policy=policy)
+        return optuna_pruner(name, max_epochs=budget, policy=policy, budget=own)
     raise ValueError(f"unknown pruner {name!r}; choose from {', '.join(OPTUNA_PRUNERS + RAY_SCHEDULERS)}.")
 
 
@@ -158,6 +166,11 @@ def _should_prune(trial: Any, name: str) -> bool:
         return trial.should_prune()
 
 
+def _varied(runs: Sequence[Run]) -> bool:
+    """Whether the runs differ in budget (then each trial says its own)."""
+    return len({r.budget for r in runs}) > 1
+
+
 def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, policy: Optional[Policy] = None,
                  conv: Optional[Sequence[Optional[int]]] = None) -> tuple[list[int], list[bool]]:
     import optuna
@@ -167,7 +180,7 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # A fixed study name: Hyperband assigns brackets from a hash of the study name and trial number.
-    study = optuna.create_study(study_name="replay", direction=direction, pruner=make_pruner(name, budget, policy),
+    study = optuna.create_study(study_name="replay", direction=direction, pruner=make_pruner(name, budget, policy, per_trial_budget=_varied(runs)),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     if runs:
         with warnings.catch_warnings():
@@ -180,8 +193,11 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
     feed_dyn = policy is not None and policy.convergence != "off" and name == "signal" and conv is not None
     # The failure classifier reads the trial's curves and gradient statistics from its records.
     feed_fail = policy is not None and policy.failure != "off" and name == "signal"
+    varied = _varied(runs)
     for i, run in enumerate(runs):
         trial = study.ask()
+        if varied:  # the run's budget is a hyperparameter of its trial, as in a budget search
+            trial.suggest_int(BUDGET_PARAM, run.budget, run.budget)
         used = 0
         stopped = done = False
         beta = run.signals.get("beta_eff") if feed_beta else None
@@ -231,13 +247,15 @@ def _feed_ray(name: str, runs: Sequence[Run], direction: str, budget: int, polic
     from ray.tune.schedulers import TrialScheduler
 
     metric = runs[0].metric if runs else "value"
-    scheduler = make_pruner(name, budget, policy, metric=metric, mode="min" if direction == "minimize" else "max")
+    varied = _varied(runs)
+    scheduler = make_pruner(name, budget, policy, metric=metric, mode="min" if direction == "minimize" else "max",
+                            per_trial_budget=varied)
     controller = _SequentialController()
     feed_dyn = policy is not None and policy.convergence != "off" and name == "signal-ray" and conv is not None
     feed_fail = policy is not None and policy.failure != "off" and name == "signal-ray"
     consumed, converged = [], []
     for i, run in enumerate(runs):
-        trial = Trial("__replay", trial_id=f"r{i:05d}", stub=True)
+        trial = Trial("__replay", config={BUDGET_PARAM: run.budget} if varied else None, trial_id=f"r{i:05d}", stub=True)
         scheduler.on_trial_add(controller, trial)
         used, result = 0, {}
         stopped = False
@@ -356,11 +374,9 @@ def replay(
     unknown = [p for p in pruners if p not in PRUNERS]
     if unknown:
         raise ValueError(f"unknown pruners {unknown}; choose from {', '.join(PRUNERS)}.")
-    if isinstance(seeds, bool) or int(seeds) < 1:
-        raise ValueError(f"seeds must be >= 1, but got {seeds=}.")
-    if isinstance(trials, bool) or int(trials) < 1:
-        raise ValueError(f"trials must be >= 1, but got {trials=}.")
-    cells = [(task, list(runs), p, list(range(int(seeds))), int(trials), policy) for task, runs in tasks.items() for p in pruners]
+    seeds = check_positive_int("seeds", seeds)
+    trials = check_positive_int("trials", trials)
+    cells = [(task, list(runs), p, list(range(seeds)), trials, policy) for task, runs in tasks.items() for p in pruners]
     out: dict[str, dict[str, list[dict]]] = {task: {} for task in tasks}
     if jobs > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -398,14 +414,10 @@ def summarize(tasks: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Op
                 kept.append(r["kept_best"])
         summary[p] = {
             "median_cost_ratio_vs_none": float(np.median(ratios)) if ratios else None,
-            "median_norm_regret": _finite_or_none(float(np.median(norms))) if norms else None,
+            "median_norm_regret": finite_or_none(np.median(norms)) if norms else None,
             "kept_best_rate": float(np.mean(kept)) if kept else None,
         }
     return summary
-
-
-def _finite_or_none(x: float) -> Optional[float]:
-    return x if math.isfinite(x) else None
 
 
 def plot(doc: dict[str, Any], path: str) -> None:

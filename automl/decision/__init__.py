@@ -38,13 +38,14 @@ when the probe found its layer dynamics settled and its metric has not improved 
 """
 
 from automl.decision.convergence import converged_verdict
-from automl.decision.core import CHECKS, Check, decide, diverged
+from automl.decision.core import CHECKS, FORECAST_CHECKS, Check, decide, diverged
 from automl.decision.failure import RELATIVE_FAILURES
 from automl.decision.policy import (
     CapacitancePolicy,
     ConvergencePolicy,
     FailurePolicy,
     FallbackPolicy,
+    ForecasterPolicy,
     ForecastPolicy,
     GuardPolicy,
     Policy,
@@ -61,11 +62,13 @@ __all__ = [
     "diverged",
     "converged_verdict",
     "CHECKS",
+    "FORECAST_CHECKS",
     "Check",
     "RELATIVE_FAILURES",
     "GuardPolicy",
     "RankPolicy",
     "ForecastPolicy",
+    "ForecasterPolicy",
     "FallbackPolicy",
     "CapacitancePolicy",
     "FailurePolicy",

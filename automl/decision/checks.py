@@ -48,8 +48,8 @@ def divergence(ctx: Context) -> Optional[Verdict]:
 
 
 def budget(ctx: Context) -> Optional[Verdict]:
-    """At the budget, stopping saves nothing and loses the result."""
-    max_epochs = ctx.population.max_epochs
+    """At the budget (the trial's own, else the study's), stopping saves nothing and loses the result."""
+    max_epochs = ctx.trial.budget or ctx.population.max_epochs
     if max_epochs is None or ctx.step < max_epochs:
         return None
     return Verdict(action="continue", reason=f"budget reached at epoch {ctx.step}: stopping now would save nothing",

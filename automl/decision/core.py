@@ -10,10 +10,11 @@ from automl.decision.capacitance import capacitance
 from automl.decision.context import Context
 from automl.decision.convergence import converged_verdict
 from automl.decision.failure import failure
+from automl.decision.forecast import forecast, waiting
 from automl.decision.policy import Policy
 from automl.decision.verdict import Population, TrialHistory, Verdict
 
-__all__ = ["decide", "diverged", "CHECKS", "Check"]
+__all__ = ["decide", "diverged", "CHECKS", "FORECAST_CHECKS", "Check"]
 
 #: A check reads one decision's :class:`~automl.decision.context.Context` and returns a verdict,
 #: or ``None`` to let the next one decide.
@@ -32,6 +33,16 @@ CHECKS: tuple[Check, ...] = (
     capacitance,  # βeff says it cannot win, where βeff is informative (Policy(capacitance="auto")): prune
     checks.curve,  # the curve forecast, with enough finished peers: prune or continue
     checks.fallback,  # thin evidence: the median rule, or "thin" for a wrapped pruner
+)
+
+#: The checks of ``Policy(rule="forecast")``: the guards, then one probability (the forecaster).
+FORECAST_CHECKS: tuple[Check, ...] = (
+    checks.no_data,
+    checks.divergence,
+    checks.budget,
+    checks.incumbent,
+    forecast,  # P(beat the best finished trial) < risk: prune; else continue
+    waiting,  # too few finished trials for the forecaster: continue
 )
 
 _DEFAULT_POLICY = Policy()
@@ -71,7 +82,7 @@ def decide(trial_history: TrialHistory, population: Population, policy: Optional
     """
     policy = policy or _DEFAULT_POLICY
     ctx = Context(trial_history, population, policy)
-    for check in CHECKS:
+    for check in CHECKS if policy.rule == "checks" else FORECAST_CHECKS:
         verdict = check(ctx)
         if verdict is not None:
             break

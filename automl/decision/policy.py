@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["Policy", "GuardPolicy", "RankPolicy", "ForecastPolicy", "FallbackPolicy", "CapacitancePolicy",
-           "FailurePolicy", "ConvergencePolicy"]
+           "FailurePolicy", "ForecasterPolicy", "ConvergencePolicy"]
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid")
 
@@ -162,6 +162,31 @@ class FailurePolicy(BaseModel):
         return tuple(v)
 
 
+class ForecasterPolicy(BaseModel):
+    """The rule ``decide`` follows after the guards, and its one knob.
+
+    Attributes:
+        rule: ``"checks"`` (the rank cut, the failure classifier, βeff, the neighbour forecast and
+            the median rule, as tuned on our banks) or ``"forecast"``: prune when the shipped
+            forecaster's probability that the trial's final value beats the best finished trial's
+            is below ``risk`` (:mod:`automl.forecast`). Budget-aware: progress is read in epochs and
+            as a fraction of each trial's own budget (``TrialHistory.budget``).
+        risk: the ``"forecast"`` rule's knob: prune below this probability of beating the best.
+        forecast_min_finished: finished trials (with a finite final value) the forecaster needs;
+            before them the trial goes on.
+        forecast_tie: a final value within this many times the outcome's noise of the best
+            finished trial's counts as beating it (the noise: the epoch-to-epoch spread of the
+            finished trials' last values, as ``noise_margin`` reads it): a difference the
+            validation set cannot resolve is not a lost best run. 0 = strictly better.
+    """
+
+    model_config = _CONFIG
+    rule: Literal["checks", "forecast"] = "checks"
+    risk: float = Field(0.05, gt=0.0, lt=1.0)
+    forecast_min_finished: int = Field(3, ge=1)
+    forecast_tie: float = Field(0.0, ge=0.0)
+
+
 class ConvergencePolicy(BaseModel):
     """"Will not gain": stop a settled trial as converged (it finishes with the value it reached).
 
@@ -183,14 +208,14 @@ class ConvergencePolicy(BaseModel):
 
 
 # Bases in reverse: pydantic lists the fields of the last base first, so a dump reads in check order.
-class Policy(ConvergencePolicy, FailurePolicy, CapacitancePolicy, FallbackPolicy, ForecastPolicy, RankPolicy, GuardPolicy):
+class Policy(ConvergencePolicy, ForecasterPolicy, FailurePolicy, CapacitancePolicy, FallbackPolicy, ForecastPolicy, RankPolicy, GuardPolicy):
     """How ``decide`` weighs the evidence: every group's settings in one flat, frozen model that
     validates on construction. See each group for what its settings do: :class:`GuardPolicy`
     (``protect_top``), :class:`RankPolicy` (``rank_*``), :class:`ForecastPolicy` (``min_finished``,
     ``min_epochs``, ``n_neighbors``, ``band``, ``margin``, ``noise_margin``, ``optimism``,
     ``min_rank_corr``), :class:`FallbackPolicy` (``fallback*``), :class:`CapacitancePolicy`
-    (``capacitance*``), :class:`FailurePolicy` (``failure*``) and :class:`ConvergencePolicy`
-    (``convergence*``).
+    (``capacitance*``), :class:`FailurePolicy` (``failure*``), :class:`ForecasterPolicy` (``rule``,
+    ``risk``) and :class:`ConvergencePolicy` (``convergence*``).
 
     Example:
         >>> Policy(rank_cut=0.3).rank_cut, Policy().band

@@ -13,7 +13,7 @@ __all__ = ["TrialHistory", "Population", "Verdict", "Direction", "Action", "Sour
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
 Source = Literal["no_data", "budget", "divergence", "incumbent", "contender", "rank", "capacitance", "curve", "fallback",
-                 "thin", "dynamics", "failure"]
+                 "thin", "dynamics", "failure", "forecast"]
 
 #: The state of a trial that ran to its end (Optuna's name); a trial stopped as converged is one too.
 FINISHED = "COMPLETE"
@@ -29,6 +29,8 @@ class TrialHistory(NamedTuple):
         final: the objective value of a ``COMPLETE`` trial.
         records: the trial's ``EpochRecord`` dicts (``EpochRecord.compact()``: a key holding
             ``None`` is a non-finite value, an absent key was not measured), oldest first.
+        budget: the trial's own budget in epochs, where trials differ (a hyperparameter such as
+            ``epochs`` with a schedule that runs to it); ``None``: the study's ``max_epochs``.
     """
 
     number: int
@@ -36,6 +38,7 @@ class TrialHistory(NamedTuple):
     state: str = "RUNNING"
     final: Optional[float] = None
     records: Sequence[Mapping[str, Any]] = ()
+    budget: Optional[int] = None
 
     @property
     def last_step(self) -> Optional[int]:

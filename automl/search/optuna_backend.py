@@ -47,7 +47,7 @@ def create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([settings.metric])
-    for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed", "failure", "converge"):
+    for key in ("space", "dataset", "epochs", "backend", "pruner", "metric", "seed", "failure", "converge", "risk"):
         study.set_user_attr(key, getattr(settings, key))
     return study
 

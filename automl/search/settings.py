@@ -20,7 +20,7 @@ from automl.records import METRICS
 __all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "check_signal_options", "trial_seed", "sampler_seed", "worker_id",
            "error_text"]
 
-PRUNERS = ("signal", "median", "asha", "hyperband", "none")
+PRUNERS = ("signal", "forecast", "median", "asha", "hyperband", "none")
 BACKENDS = ("optuna", "ray")
 
 
@@ -34,7 +34,8 @@ class SearchSettings(BaseModel):
     trials: int = Field(30, ge=1)
     epochs: int = Field(20, ge=1)
     backend: Literal["optuna", "ray"] = "optuna"
-    pruner: Literal["signal", "median", "asha", "hyperband", "none"] = "signal"
+    pruner: Literal["signal", "forecast", "median", "asha", "hyperband", "none"] = "signal"
+    risk: float = Field(0.05, gt=0.0, lt=1.0)  # the forecast pruner's knob: prune below this P(beat the best)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     storage: str = "sqlite:///automl.db"
     study: Optional[str] = None
@@ -57,7 +58,8 @@ class SearchSettings(BaseModel):
         convergence stop as asked."""
         from automl.decision import Policy
 
-        return Policy(failure="model" if self.failure else "off", convergence="dynamics" if self.converge else "off")
+        return Policy(failure="model" if self.failure else "off", convergence="dynamics" if self.converge else "off",
+                      risk=self.risk)
 
     def make_pruner(self) -> Any:
         """The pruner ``pruner`` names for this search's backend: an Optuna pruner, or a Ray Tune

@@ -1,0 +1,104 @@
+"""The forecaster's check (``Policy(rule="forecast")``): one calibrated probability per trial.
+
+Prune when P(this trial's final value beats the best finished trial's) < ``risk``, the rule of
+LC-PFN (Adriaensen et al., NeurIPS 2023), with the probability from :mod:`automl.forecast`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from automl.decision.checks import final_noise
+from automl.decision.context import Context
+from automl.decision.text import fmt
+from automl.decision.verdict import FINISHED, Verdict
+
+__all__ = ["forecast", "waiting", "own_budget"]
+
+
+def own_budget(ctx: Context, finished_budgets: np.ndarray) -> int:
+    """The trial's budget: its own, else the study's ``max_epochs``, else the longest finished
+    trial's (and never less than the epochs it already ran)."""
+    b = ctx.trial.budget or ctx.population.max_epochs
+    if b is None:
+        b = int(finished_budgets.max()) if len(finished_budgets) else ctx.step
+    return max(int(b), ctx.step)
+
+
+def _frame(ctx: Context):
+    """The finished trials as a ``StudyFrame`` (signed) and the trial's budget, or ``None`` when
+    too few finished with a finite value. One pass; a trial's epochs are read in report order
+    (first and last key), not searched, so a decision stays well under 2 ms at 200 trials."""
+    from automl.forecast.features import StudyFrame
+
+    sign, e, me = ctx.sign, ctx.step, ctx.trial.number
+    done, others, budgets = [], [], []
+    for t in ctx.population.trials:
+        values = t.values
+        if t.number == me or not values:
+            continue
+        v = values.get(e)
+        others.append(math.nan if v is None else sign * v)
+        f = t.final
+        if t.state == FINISHED and f is not None and f - f == 0:
+            done.append(t)
+            budgets.append(t.budget or next(reversed(values)))
+    if len(done) < ctx.policy.forecast_min_finished:
+        return None
+    budget = own_budget(ctx, np.asarray(budgets))
+    progress = e / budget
+    frame = StudyFrame(
+        at_epoch=np.asarray([sign * _get(t.values, e) for t in done]),
+        at_progress=np.asarray([sign * _get(t.values, max(1, round(progress * b))) for t, b in zip(done, budgets)]),
+        final=np.asarray([sign * t.final for t in done]),
+        budget=np.asarray(budgets, dtype=float),
+        first=np.asarray([sign * t.values[next(iter(t.values))] for t in done]),
+        others_at_epoch=np.asarray(others),
+    )
+    return frame, budget
+
+
+def _get(values, step: int) -> float:
+    v = values.get(step)
+    return math.nan if v is None else v
+
+
+def forecast(ctx: Context) -> Optional[Verdict]:
+    """Prune when the forecast P(beat the best finished trial) is below ``risk``; else go on."""
+    if ctx.policy.rule != "forecast":
+        return None
+    got = _frame(ctx)
+    if got is None:
+        return None
+    from automl.forecast.model import load_forecaster
+
+    frame, budget = got
+    own = np.asarray([ctx.sign * ctx.trial.values[s] for s in sorted(ctx.trial.values)])
+    fc = load_forecaster().forecast(own, budget, frame, epoch=ctx.step)
+    pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
+    noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 else 0.0
+    p = fc.p_below(peers.best_final + pol.forecast_tie * noise) if noise > 0 else fc.p_beat
+    start = fc.best + fc.span  # the study's typical first value: the band's pessimistic end stops there
+    lo, mid, hi = (sign * min(fc.quantile(a), start) for a in (0.1, 0.5, 0.9))
+    lo, hi = min(lo, hi), max(lo, hi)
+    tie = f" within {pol.forecast_tie:g}x its noise {fmt(noise)}" if noise > 0 else ""
+    best = f"the best finished trial #{peers.best_final_number}, {fmt(sign * peers.best_final)}{tie}"
+    shown = f"forecast {ctx.metric} {fmt(mid)} [{fmt(lo)}, {fmt(hi)}] at epoch {ctx.step} of {budget}"
+    evidence = {"epoch": ctx.step, "budget": budget, "value": ctx.value, "p_beat_best": p, "risk": pol.risk,
+                "predicted_final": mid, "final_q10": lo, "final_q90": hi, "best_finished": sign * peers.best_final,
+                "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise}
+    if p < pol.risk:
+        return Verdict(action="prune", reason=f"P(beat {best}) = {p:.2g} < risk {pol.risk:g}; {shown}",
+                       evidence=evidence, predicted_final=mid, source="forecast")
+    return Verdict(action="continue", reason=f"P(beat {best}) = {p:.2g} >= risk {pol.risk:g}; {shown}",
+                   evidence=evidence, predicted_final=mid, source="forecast")
+
+
+def waiting(ctx: Context) -> Verdict:
+    """Before the forecaster has its finished trials: the trial goes on."""
+    need = ctx.policy.forecast_min_finished
+    return Verdict(action="continue", source="thin", evidence={"epoch": ctx.step, "n_finished": ctx.peers.n_finished},
+                   reason=f"thin evidence: {ctx.peers.n_finished} finished trials (the forecaster needs {need})")

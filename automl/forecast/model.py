@@ -1,0 +1,158 @@
+"""The forecaster: quantiles of a running trial's final value, and P(it beats the best finished trial).
+
+Gradient-boosted quantile regression (XGBoost, ``reg:quantileerror``, one model for all quantile
+levels) over :mod:`automl.forecast.features`, trained offline on the synthetic prior of studies
+(:mod:`automl.forecast.prior`) by ``benchmarks/train_forecaster.py`` and shipped as XGBoost's JSON
+(UBJSON, gzipped; no pickle) in ``automl/models/forecaster.ubj.gz``, with its feature names and
+quantile levels beside it in ``forecaster.ubj.gz.meta``. The features that grow with the trial's current
+value carry monotone constraints, so a worse current value never forecasts a better end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features
+
+__all__ = ["QUANTILES", "MONOTONE", "Forecast", "Forecaster", "load_forecaster", "p_below", "frame_from_curves",
+           "training_rows", "MODEL_PATH"]
+
+MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "forecaster.ubj.gz"
+#: Quantile levels of the final z value the model predicts.
+QUANTILES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9)
+#: +1 for the features that grow with the trial's current value (so the forecast may only grow with it).
+MONOTONE = tuple(1 if n in {"z_now", "z_best_so_far", "slope_last", "slope_3", "nn_epoch_mid", "nn_epoch_low",
+                            "nn_epoch_high", "rank_epoch_finished", "rank_epoch_all", "nn_progress_mid",
+                            "nn_progress_low", "nn_progress_high", "rank_progress_finished"} else 0 for n in NAMES)
+
+
+#: Scale (z units) of the exponential tails past the outermost quantiles.
+TAIL = 0.05
+
+
+def p_below(quantiles: Sequence[float], levels: Sequence[float] = QUANTILES, x: float = 0.0) -> float:
+    """P(value < x) from sorted quantiles: linear between levels; past the outermost ones an
+    exponential tail of fixed scale :data:`TAIL`, so P only falls as every quantile rises (a
+    worse trial never reads as more likely to win).
+
+    Example:
+        >>> round(p_below([-1.0, 1.0], [0.25, 0.75]), 3), round(p_below([0.05, 2.0], [0.1, 0.9]), 4)
+        (0.5, 0.0368)
+    """
+    q, a = np.asarray(quantiles, dtype=float), np.asarray(levels, dtype=float)
+    if x < q[0]:
+        return float(a[0] * math.exp(-(q[0] - x) / TAIL))
+    if x > q[-1]:
+        return float(1.0 - (1.0 - a[-1]) * math.exp(-(x - q[-1]) / TAIL))
+    return float(np.interp(x, q, a))
+
+
+class Forecast:
+    """A predictive distribution of a trial's final value: quantiles at :data:`QUANTILES`, in the
+    metric's own (signed lower-is-better) units, and P(final < the best finished trial's)."""
+
+    __slots__ = ("quantiles", "z_quantiles", "p_beat", "best", "span")
+
+    def __init__(self, z_quantiles: np.ndarray, best: float, span: float) -> None:
+        self.z_quantiles = np.asarray(z_quantiles, dtype=float)
+        self.quantiles = best + span * self.z_quantiles
+        self.p_beat = p_below(z_quantiles)
+        self.best, self.span = best, span
+
+    def p_below(self, value: float) -> float:
+        """P(final < ``value``), ``value`` in the same signed units."""
+        return p_below(self.z_quantiles, x=(value - self.best) / self.span)
+
+    def quantile(self, level: float) -> float:
+        return float(np.interp(level, QUANTILES, self.quantiles))
+
+
+class Forecaster:
+    """A trained quantile model (an ``xgboost.Booster``) and the feature order it was trained on."""
+
+    def __init__(self, booster: object, names: Sequence[str] = NAMES) -> None:
+        if tuple(names) != NAMES:
+            raise ValueError(f"the model was trained on features {list(names)}, but this version computes {list(NAMES)}.")
+        self._booster = booster
+
+    def predict_z(self, rows: np.ndarray) -> np.ndarray:
+        """Sorted z quantiles, one row per feature row."""
+        out = np.asarray(self._booster.inplace_predict(np.asarray(rows, dtype=np.float32)), dtype=float)
+        return np.sort(out.reshape(len(rows), len(QUANTILES)), axis=1)
+
+    def forecast(self, own: np.ndarray, budget: int, frame: StudyFrame, epoch: Optional[int] = None) -> Forecast:
+        row, best, span = features(own, budget, frame, epoch)
+        return Forecast(self.predict_z(row[None, :])[0], best, span)
+
+    def save(self, path: Path | str) -> None:
+        """Write the model as gzipped UBJSON (XGBoost's own format; no pickle) and its meta JSON."""
+        raw = bytes(self._booster.save_raw(raw_format="ubj"))
+        Path(path).write_bytes(gzip.compress(raw, mtime=0))
+        Path(str(path) + ".meta").write_text(json.dumps({"features": list(NAMES), "quantiles": list(QUANTILES)}))
+
+
+@lru_cache(maxsize=4)
+def load_forecaster(path: Optional[str] = None) -> Forecaster:
+    """The shipped forecaster (parsed once per process), or the one at ``path``."""
+    import xgboost as xgb
+
+    p = Path(path) if path else MODEL_PATH
+    if not p.is_file():
+        raise FileNotFoundError(f"no forecaster model at {str(p)!r}; train one with benchmarks/train_forecaster.py.")
+    meta = json.loads(Path(str(p) + ".meta").read_text())
+    if tuple(meta["quantiles"]) != QUANTILES:
+        raise ValueError(f"the model at {str(p)!r} predicts quantiles {meta['quantiles']}, expected {list(QUANTILES)}.")
+    booster = xgb.Booster()
+    booster.load_model(bytearray(gzip.decompress(p.read_bytes())))
+    booster.set_param({"nthread": 1})
+    return Forecaster(booster, meta["features"])
+
+
+def frame_from_curves(curves: Sequence[np.ndarray], budgets: Sequence[int], epoch: int, budget: int,
+                      others: Sequence[np.ndarray] = ()) -> StudyFrame:
+    """A :class:`StudyFrame` of finished trials given as full curves (epoch 1 first)."""
+    def at(c: np.ndarray, e: int) -> float:
+        return float(c[e - 1]) if 1 <= e <= len(c) else math.nan
+
+    progress = epoch / budget
+    return StudyFrame(
+        at_epoch=np.array([at(c, epoch) for c in curves]),
+        at_progress=np.array([at(c, max(1, round(progress * b))) for c, b in zip(curves, budgets)]),
+        final=np.array([float(c[-1]) for c in curves]),
+        budget=np.asarray(budgets, dtype=float),
+        first=np.array([float(c[0]) for c in curves]),
+        others_at_epoch=np.array([at(c, epoch) for c in (*curves, *others)]),
+    )
+
+
+def training_rows(curves: Sequence[np.ndarray], budgets: Sequence[int], rng: np.random.Generator, *,
+                  min_finished: int = 2, epochs_per_trial: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(features, target z) rows from one study, read as a pruner would meet it: trial i is judged
+    at a few of its epochs against the trials before it that finished (ran to their budget with a
+    finite value); the target is its own final value in the same z units."""
+    X, y = [], []
+    for i in range(min_finished, len(curves)):
+        done = [j for j in range(i) if np.isfinite(curves[j][-1])]
+        if len(done) < min_finished:
+            continue
+        c, b = curves[i], int(budgets[i])
+        finite = np.isfinite(c)
+        last_ok = int(np.argmin(finite)) if not finite.all() else len(c)  # epochs before it diverged
+        if last_ok < 1 or b < 2:
+            continue
+        for e in sorted(set(rng.integers(1, min(last_ok, b - 1) + 1, size=epochs_per_trial).tolist())):
+            frame = frame_from_curves([curves[j] for j in done], [budgets[j] for j in done], e, b,
+                                      others=[curves[j] for j in range(i) if j not in done])
+            row, best, span = features(c[:e], b, frame)
+            X.append(row)
+            final = c[-1]
+            y.append(float(np.clip((final - best) / span, -Z_CLIP, Z_CLIP)) if np.isfinite(final) else Z_CLIP)
+    return np.asarray(X, dtype=float).reshape(-1, len(NAMES)), np.asarray(y, dtype=float)

@@ -1,0 +1,117 @@
+"""Train the forecaster on the synthetic prior of studies and check its calibration on studies it
+never saw; writes automl/models/forecaster.ubj.gz (XGBoost's UBJSON, gzipped; no pickle) and
+benchmarks/results/forecaster.md.
+
+    python benchmarks/train_forecaster.py --studies 300 --holdout 60 --seed 0
+
+Only synthetic studies are used, so every real bank stays held out from training: the replay
+benchmark scores the forecaster on tasks it was never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from automl.forecast.features import NAMES
+from automl.forecast.model import MODEL_PATH, MONOTONE, QUANTILES, Forecaster, p_below, training_rows
+from automl.forecast.prior import sample_study
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _study_rows(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
+    seed, n_trials = args
+    rng = np.random.default_rng([seed, 7])
+    study = sample_study(rng, n_trials)
+    X, y = training_rows(study.curves, study.budgets, rng)
+    return X, y, study.kind
+
+
+def rows(seeds: range, n_trials: int, jobs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        parts = list(pool.map(_study_rows, [(s, n_trials) for s in seeds]))
+    X = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    kinds = np.concatenate([[p[2]] * len(p[1]) for p in parts])
+    return X, y, kinds
+
+
+def train(X: np.ndarray, y: np.ndarray, *, rounds: int, seed: int) -> Forecaster:
+    import xgboost as xgb
+
+    params = {"objective": "reg:quantileerror", "quantile_alpha": np.array(QUANTILES), "tree_method": "hist",
+              "max_depth": 5, "learning_rate": 0.1, "min_child_weight": 20, "subsample": 0.8,
+              "colsample_bynode": 0.8, "monotone_constraints": "(" + ",".join(map(str, MONOTONE)) + ")",
+              "seed": seed, "nthread": os.cpu_count() or 1}
+    booster = xgb.train(params, xgb.QuantileDMatrix(X, y), num_boost_round=rounds)
+    return Forecaster(booster)
+
+
+def calibration(model: Forecaster, X: np.ndarray, y: np.ndarray, kinds: np.ndarray) -> dict:
+    q = model.predict_z(X)
+    out = {"coverage": {f"{a:g}": float(np.mean(y <= q[:, i])) for i, a in enumerate(QUANTILES)}}
+    p = np.array([p_below(r) for r in q])
+    beat = (y < 0).astype(float)
+    out["brier_p_beat"] = float(np.mean((p - beat) ** 2))
+    out["base_rate_beat"] = float(beat.mean())
+    bins = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0001])
+    out["reliability"] = [{"p_from": float(lo), "p_to": float(hi), "n": int(m.sum()), "mean_p": float(p[m].mean()),
+                           "observed": float(beat[m].mean())}
+                          for lo, hi in zip(bins[:-1], bins[1:]) if (m := (p >= lo) & (p < hi)).sum()]
+    out["by_kind"] = {k: {"coverage_0.1": float(np.mean(y[kinds == k] <= q[kinds == k, QUANTILES.index(0.1)])),
+                          "coverage_0.9": float(np.mean(y[kinds == k] <= q[kinds == k, QUANTILES.index(0.9)]))}
+                      for k in sorted(set(kinds))}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--studies", type=int, default=300, help="synthetic studies to train on")
+    ap.add_argument("--holdout", type=int, default=100, help="synthetic studies kept for the calibration check")
+    ap.add_argument("--trials", type=int, default=150, help="trials per synthetic study")
+    ap.add_argument("--rounds", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--out", default=str(MODEL_PATH))
+    args = ap.parse_args()
+    if args.studies < 1 or args.holdout < 1 or args.trials < 3:
+        ap.error("--studies and --holdout must be >= 1 and --trials >= 3")
+    t0 = time.time()
+    base = args.seed * 1_000_000
+    X, y, _ = rows(range(base, base + args.studies), args.trials, args.jobs)
+    Xh, yh, kh = rows(range(base + args.studies, base + args.studies + args.holdout), args.trials, args.jobs)
+    t_rows = time.time() - t0
+    model = train(X, y, rounds=args.rounds, seed=args.seed)
+    t_train = time.time() - t0 - t_rows
+    model.save(args.out)
+    cal = calibration(model, Xh, yh, kh)
+    doc = {"command": f"python benchmarks/train_forecaster.py --studies {args.studies} --holdout {args.holdout} "
+                      f"--trials {args.trials} --rounds {args.rounds} --seed {args.seed}",
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+           "rows_train": len(y), "rows_holdout": len(yh), "seconds_rows": round(t_rows, 1),
+           "seconds_train": round(t_train, 1), "features": list(NAMES), **cal}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "forecaster.json").write_text(json.dumps(doc, indent=1))
+    lines = ["# Forecaster: calibration on synthetic studies it never saw", "",
+             f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}; rows {t_rows:.0f} s, training {t_train:.0f} s.",
+             f"{len(y)} training rows from {args.studies} studies; {len(yh)} held-out rows from {args.holdout} other studies.", "",
+             "| quantile | share of held-out finals at or below it |", "|---:|---:|"]
+    lines += [f"| {a} | {v:.3f} |" for a, v in cal["coverage"].items()]
+    lines += ["", f"P(beat the best finished trial): Brier {cal['brier_p_beat']:.4f} (base rate {cal['base_rate_beat']:.3f}).", "",
+              "| predicted P | rows | mean predicted | observed |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['p_from']:.2f}-{min(r['p_to'], 1):.2f} | {r['n']} | {r['mean_p']:.3f} | {r['observed']:.3f} |"
+              for r in cal["reliability"]]
+    (RESULTS / "forecaster.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

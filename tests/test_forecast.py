@@ -1,0 +1,179 @@
+"""The forecaster (``Policy(rule="forecast")``): calibrated on synthetic studies it never saw,
+monotone in the trial's value, budget-aware, and deciding the same in both adapters and processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from automl.decision import Policy, Population, TrialHistory, decide
+from automl.forecast.features import NAMES, StudyFrame, features
+from automl.forecast.model import QUANTILES, load_forecaster, p_below, training_rows
+from automl.forecast.prior import sample_study
+
+FORECAST = Policy(rule="forecast", risk=0.05)
+
+
+def test_quantiles_are_calibrated_on_held_out_synthetic_studies():
+    """Studies drawn with seeds the training never used (it used 0..359): every quantile level's
+    coverage within 5 points of the level."""
+    model = load_forecaster()
+    X, y = [], []
+    for seed in range(20):
+        rng = np.random.default_rng([10_000 + seed, 7])
+        study = sample_study(rng, 80)
+        Xs, ys = training_rows(study.curves, study.budgets, rng)
+        X.append(Xs)
+        y.append(ys)
+    X, y = np.concatenate(X), np.concatenate(y)
+    assert len(y) > 2000
+    q = model.predict_z(X)
+    for i, level in enumerate(QUANTILES):
+        if level <= 0.9:  # above it the targets pile up at the clip for diverged trials
+            assert abs(np.mean(y <= q[:, i]) - level) <= 0.05, (level, np.mean(y <= q[:, i]))
+
+
+def _frame(n: int = 12, e: int = 5, rng_seed: int = 0) -> StudyFrame:
+    rng = np.random.default_rng(rng_seed)
+    ends = np.sort(rng.uniform(0.2, 0.8, n))
+    at_e = ends + 0.3 + rng.normal(0, 0.03, n)
+    return StudyFrame(at_epoch=at_e, at_progress=at_e, final=ends, budget=np.full(n, 20.0),
+                      first=np.full(n, 1.0), others_at_epoch=at_e)
+
+
+def test_the_probability_is_monotone_in_the_trials_value():
+    model = load_forecaster()
+    frame = _frame()
+    prefix = np.array([1.0, 0.9, 0.8, 0.75])
+    ps = [model.forecast(np.append(prefix, v), 20, frame).p_beat for v in np.linspace(0.2, 1.2, 41)]
+    assert all(b <= a + 1e-12 for a, b in zip(ps, ps[1:])), ps
+    assert ps[0] > 0.5 and ps[-1] < 0.01
+
+
+def test_p_below_reads_quantiles():
+    assert p_below([0.0, 1.0, 2.0], [0.1, 0.5, 0.9], x=1.0) == pytest.approx(0.5)
+    assert p_below([0.0, 1.0], [0.1, 0.9], x=-10.0) < 1e-12 and p_below([0.0, 1.0], [0.1, 0.9], x=10.0) > 1 - 1e-12
+    tails = [p_below([q0, q0 + step], [0.01, 0.02]) for q0 in (0.01, 0.05, 0.2) for step in (0.01, 1.0)]
+    assert tails[0] == tails[1] > tails[2] == tails[3] > tails[4] == tails[5]  # the tail reads the outer quantile only
+    assert features(np.array([1.0, 0.5]), 10, _frame())[0].shape == (len(NAMES),)
+
+
+def _budget_study() -> tuple[list[TrialHistory], list[float]]:
+    """Finished trials of two kinds: 20-epoch runs that learn fast and end at 0.30-0.40, and
+    100-epoch runs (a schedule to their budget) that are behind at every early epoch and end at
+    0.18-0.25. Returns them and the curve of one more long run."""
+    trials, n = [], 0
+    for k in range(8):  # short budgets: fast, end mid-pack
+        end, b = 0.30 + 0.0125 * k, 20
+        c = [end + 0.7 * math.exp(-e / 3.0) for e in range(1, b + 1)]
+        trials.append(TrialHistory(n, dict(enumerate(c, 1)), "COMPLETE", c[-1], budget=b))
+        n += 1
+    long_curve = None
+    for k in range(5):  # long budgets: slow, behind early, end first
+        end, b = 0.18 + 0.015 * k, 100
+        c = [end + 0.75 * (1 - (e / b) ** 0.5) + 0.05 * math.exp(-e / 30.0) for e in range(1, b + 1)]
+        trials.append(TrialHistory(n, dict(enumerate(c, 1)), "COMPLETE", c[-1], budget=b))
+        n += 1
+        long_curve = c
+    return trials, long_curve
+
+
+def test_a_long_budget_trial_behind_short_ones_is_not_pruned():
+    trials, curve = _budget_study()
+    pop = Population(trials, direction="minimize", metric="val_loss")
+    for e in (3, 5, 10, 20):
+        me = TrialHistory(99, dict(enumerate(curve[:e], 1)), budget=100)
+        behind = sum(t.values[e] < curve[e - 1] for t in trials if t.budget == 20)
+        assert behind == 8  # it stands behind every short run at this epoch
+        v = decide(me, pop, FORECAST)
+        assert v.action == "continue" and v.source in ("forecast", "incumbent"), v.reason
+    # the same values read as a 20-epoch trial's are a loser among the short runs: pruned
+    short = TrialHistory(98, dict(enumerate(curve[:10], 1)), budget=20)
+    assert decide(short, pop, FORECAST).action == "prune"
+
+
+def test_the_reason_names_the_probability_the_risk_and_the_forecast():
+    trials, _ = _budget_study()
+    pop = Population(trials, direction="minimize", metric="val_loss")
+    loser = TrialHistory(99, {e: 1.2 - 0.01 * e for e in range(1, 7)}, budget=40)
+    v = decide(loser, pop, FORECAST)
+    assert v.action == "prune" and v.source == "forecast"
+    assert v.reason.startswith("P(beat the best finished trial #8, 0.1818) = ")
+    assert "< risk 0.05; forecast val_loss " in v.reason and v.reason.endswith("at epoch 6 of 40")
+    assert v.evidence["p_beat_best"] < 0.05 and v.evidence["budget"] == 40
+
+
+def test_before_enough_finished_trials_it_waits():
+    trials, _ = _budget_study()
+    pop = Population(trials[:2], direction="minimize", metric="val_loss")
+    v = decide(TrialHistory(9, {1: 5.0, 2: 5.0}, budget=20), pop, FORECAST)
+    assert (v.action, v.source) == ("continue", "thin") and "the forecaster needs 3" in v.reason
+
+
+def test_optuna_and_ray_adapters_give_identical_verdicts():
+    import optuna
+    from ray.tune.experiment import Trial
+
+    from pruners import SignalPruner, SignalScheduler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rng = np.random.default_rng(3)
+    study = sample_study(rng, 30)
+    pruner = SignalPruner(FORECAST, budget="epochs")
+    opt = optuna.create_study(pruner=pruner)
+    sched = SignalScheduler(FORECAST, metric="loss", mode="min", budget="epochs")
+    for i, (curve, b) in enumerate(zip(study.curves, study.budgets)):
+        trial = opt.ask()
+        trial.suggest_int("epochs", int(b), int(b))
+        rt = Trial("__t", config={"epochs": int(b)}, trial_id=f"t{i}", stub=True)
+        sched.on_trial_add(None, rt)
+        stopped = False
+        for e, v in enumerate(curve, 1):
+            trial.report(float(v), e)
+            o = trial.should_prune()
+            r = sched.on_trial_result(None, rt, {"loss": float(v), "training_iteration": e}) == "STOP"
+            frozen = opt.get_trials(deepcopy=False)[-1]  # what the pruner saw
+            assert o == r, (i, e, pruner.verdict(opt, frozen).reason, sched.verdicts.get(rt.trial_id))
+            if o:
+                stopped = True
+                break
+        if stopped:
+            opt.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            sched.on_trial_complete(None, rt, {"loss": float(v), "training_iteration": e})
+        else:
+            ok = math.isfinite(curve[-1])
+            opt.tell(trial, float(curve[-1]) if ok else None, state=None if ok else optuna.trial.TrialState.FAIL)
+            sched.on_trial_complete(None, rt, {"loss": float(curve[-1]), "training_iteration": len(curve)})
+
+
+def test_decisions_are_the_same_in_another_process():
+    trials, curve = _budget_study()
+    pop = Population(trials, direction="minimize", metric="val_loss")
+    me = TrialHistory(99, dict(enumerate(curve[:7], 1)), budget=60)
+    here = decide(me, pop, FORECAST).model_dump_json()
+    code = (
+        "import json, sys; sys.path.insert(0, 'tests'); from test_forecast import _budget_study, FORECAST;"
+        "from automl.decision import Population, TrialHistory, decide;"
+        "t, c = _budget_study(); print(decide(TrialHistory(99, dict(enumerate(c[:7], 1)), budget=60),"
+        " Population(t, direction='minimize', metric='val_loss'), FORECAST).model_dump_json())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == json.loads(here)
+
+
+def test_bad_settings_are_refused_by_name():
+    from pydantic import ValidationError
+
+    from pruners import SignalPruner
+
+    with pytest.raises(ValidationError, match="risk"):
+        Policy(rule="forecast", risk=0.0)
+    with pytest.raises(ValidationError, match="rule"):
+        Policy(rule="forcast")
+    with pytest.raises(ValueError, match="budget must be the name of a trial's hyperparameter"):
+        SignalPruner(budget=3)
