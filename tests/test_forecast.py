@@ -16,7 +16,7 @@ from automl.forecast.features import NAMES, StudyFrame, features
 from automl.forecast.model import QUANTILES, load_forecaster, p_below, training_rows
 from automl.forecast.prior import sample_study
 
-FORECAST = Policy(rule="forecast", risk=0.05)
+FORECAST = Policy(rule="forecast", risk=0.05, forecast_tie=0.0)
 
 
 def test_quantiles_are_calibrated_on_held_out_synthetic_studies():
@@ -91,7 +91,7 @@ def test_a_long_budget_trial_behind_short_ones_is_not_pruned():
         behind = sum(t.values[e] < curve[e - 1] for t in trials if t.budget == 20)
         assert behind == 8  # it stands behind every short run at this epoch
         v = decide(me, pop, FORECAST)
-        assert v.action == "continue" and v.source in ("forecast", "incumbent"), v.reason
+        assert v.action == "continue" and v.source in ("forecast", "incumbent", "contender"), v.reason
     # the same values read as a 20-epoch trial's are a loser among the short runs: pruned
     short = TrialHistory(98, dict(enumerate(curve[:10], 1)), budget=20)
     assert decide(short, pop, FORECAST).action == "prune"
@@ -106,6 +106,21 @@ def test_the_reason_names_the_probability_the_risk_and_the_forecast():
     assert v.reason.startswith("P(beat the best finished trial #8, 0.1818) = ")
     assert "< risk 0.05; forecast val_loss " in v.reason and v.reason.endswith("at epoch 6 of 40")
     assert v.evidence["p_beat_best"] < 0.05 and v.evidence["budget"] == 40
+
+
+def test_a_final_within_the_outcomes_noise_counts_as_a_tie():
+    """With ``forecast_tie`` a trial forecast to end just short of the best, within the noise the
+    finished trials' last values show, is not yet a loser."""
+    trials, _ = _budget_study()
+    rng = np.random.default_rng(0)
+    noisy = [t._replace(values={e: v + rng.normal(0, 0.01) for e, v in t.values.items()}) for t in trials]
+    noisy = [t._replace(final=t.values[max(t.values)]) for t in noisy if t.budget == 20]  # the short runs only
+    pop = Population(noisy, direction="minimize", metric="val_loss")
+    me = TrialHistory(99, {e: 0.31 + 0.7 * math.exp(-e / 3.0) for e in range(1, 9)}, budget=20)  # just behind the best
+    strict = decide(me, pop, Policy(rule="forecast", forecast_tie=0.0, protect_top=0.0))
+    tie = decide(me, pop, Policy(rule="forecast", forecast_tie=2.0, protect_top=0.0))
+    assert tie.evidence["p_beat_best"] > strict.evidence["p_beat_best"]
+    assert tie.evidence["noise"] > 0 and "within 2x its noise" in tie.reason
 
 
 def test_before_enough_finished_trials_it_waits():

@@ -41,6 +41,7 @@ FORECAST_CHECKS: tuple[Check, ...] = (
     checks.divergence,
     checks.budget,
     checks.incumbent,
+    checks.contender,  # the top `protect_top` at this epoch (Policy(protect_top=0) turns it off)
     forecast,  # P(beat the best finished trial) < risk: prune; else continue
     waiting,  # too few finished trials for the forecaster: continue
 )

@@ -81,9 +81,11 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
     noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 else 0.0
     p = fc.p_below(peers.best_final + pol.forecast_tie * noise) if noise > 0 else fc.p_beat
-    start = fc.best + fc.span  # the study's typical first value: the band's pessimistic end stops there
-    lo, mid, hi = (sign * min(fc.quantile(a), start) for a in (0.1, 0.5, 0.9))
-    lo, hi = min(lo, hi), max(lo, hi)
+    # The band's pessimistic end shows no worse than the study's typical first value or the trial's
+    # own value now: beyond them the model's upper quantiles only say "may diverge".
+    cap = max(fc.best + fc.span, ctx.current)
+    mid = sign * fc.quantile(0.5)
+    lo, hi = sorted((sign * fc.quantile(0.1), sign * min(fc.quantile(0.9), cap)))
     tie = f" within {pol.forecast_tie:g}x its noise {fmt(noise)}" if noise > 0 else ""
     best = f"the best finished trial #{peers.best_final_number}, {fmt(sign * peers.best_final)}{tie}"
     shown = f"forecast {ctx.metric} {fmt(mid)} [{fmt(lo)}, {fmt(hi)}] at epoch {ctx.step} of {budget}"
