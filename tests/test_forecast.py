@@ -117,8 +117,9 @@ def test_a_final_within_the_outcomes_noise_counts_as_a_tie():
     noisy = [t._replace(final=t.values[max(t.values)]) for t in noisy if t.budget == 20]  # the short runs only
     pop = Population(noisy, direction="minimize", metric="val_loss")
     me = TrialHistory(99, {e: 0.31 + 0.7 * math.exp(-e / 3.0) for e in range(1, 9)}, budget=20)  # just behind the best
-    strict = decide(me, pop, Policy(rule="forecast", forecast_tie=0.0, protect_top=0.0))
-    tie = decide(me, pop, Policy(rule="forecast", forecast_tie=2.0, protect_top=0.0))
+    # the noise is read only where P itself is below risk (a tie only raises P): a high risk asks for it
+    strict = decide(me, pop, Policy(rule="forecast", forecast_tie=0.0, protect_top=0.0, risk=0.9))
+    tie = decide(me, pop, Policy(rule="forecast", forecast_tie=2.0, protect_top=0.0, risk=0.9))
     assert tie.evidence["p_beat_best"] > strict.evidence["p_beat_best"]
     assert tie.evidence["noise"] > 0 and "within 2x its noise" in tie.reason
 

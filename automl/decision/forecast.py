@@ -79,7 +79,8 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     own = np.asarray([ctx.sign * ctx.trial.values[s] for s in sorted(ctx.trial.values)])
     fc = load_forecaster().forecast(own, budget, frame, epoch=ctx.step)
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
-    noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 else 0.0
+    # A tie only raises P: the noise (it reads many trials) is needed only where P itself is below risk.
+    noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 and fc.p_beat < pol.risk else 0.0
     p = fc.p_below(peers.best_final + pol.forecast_tie * noise) if noise > 0 else fc.p_beat
     # The band's pessimistic end shows no worse than the study's typical first value or the trial's
     # own value now: beyond them the model's upper quantiles only say "may diverge".
