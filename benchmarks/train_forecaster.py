@@ -4,8 +4,11 @@ benchmarks/results/forecaster.md.
 
     python benchmarks/train_forecaster.py --studies 300 --holdout 60 --seed 0
 
-Only synthetic studies are used, so every real bank stays held out from training: the replay
-benchmark scores the forecaster on tasks it was never trained on.
+By default only synthetic studies are used, so every real bank stays held out from training.
+``--bank`` adds real curves from the *tuning half* of the banks' tasks (sorted task names, even
+positions; the replay reports score the odd ones): studies drawn from each task's runs, each also
+resampled in time (every 2nd and 3rd epoch), so the model sees real curve shapes without ever
+seeing a held-out task.
 """
 
 from __future__ import annotations
@@ -33,6 +36,35 @@ def _study_rows(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, str]:
     study = sample_study(rng, n_trials)
     X, y = training_rows(study.curves, study.budgets, rng)
     return X, y, study.kind
+
+
+def _bank_rows(args: tuple) -> tuple[np.ndarray, np.ndarray, str]:
+    curves, seed, n_trials, stride = args
+    rng = np.random.default_rng([seed, stride, 13])
+    pick = rng.permutation(len(curves))[:n_trials]
+    drawn = [np.asarray(curves[i], dtype=float)[stride - 1::stride] for i in pick]
+    drawn = [c for c in drawn if len(c) >= 3]
+    X, y = training_rows(drawn, [len(c) for c in drawn], rng)
+    return X, y, "bank"
+
+
+def bank_rows(banks: list[str], studies_per_task: int, n_trials: int, jobs: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows from the tuning half of the banks' tasks (signed lower-is-better)."""
+    from automl.bench.bank import read_bank, runs_by_task
+
+    tasks: dict = {}
+    for b in banks:
+        tasks.update(runs_by_task(read_bank(b)))
+    names = sorted(tasks)[0::2]
+    jobs_args = []
+    for name in names:
+        runs = tasks[name]
+        sign = 1.0 if runs[0].direction == "minimize" else -1.0
+        curves = [sign * np.asarray(r.values, dtype=float) for r in runs]
+        jobs_args += [(curves, seed, n_trials, stride) for seed in range(studies_per_task) for stride in (1, 2, 3)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        parts = list(pool.map(_bank_rows, jobs_args))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), names
 
 
 def rows(seeds: range, n_trials: int, jobs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,6 +113,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(MODEL_PATH))
+    ap.add_argument("--bank", nargs="*", default=[], help="banks whose tuning-half tasks add real curves")
+    ap.add_argument("--bank-studies", type=int, default=8, help="studies drawn per tuning task (x3 time resamplings)")
     args = ap.parse_args()
     if args.studies < 1 or args.holdout < 1 or args.trials < 3:
         ap.error("--studies and --holdout must be >= 1 and --trials >= 3")
@@ -88,13 +122,19 @@ def main() -> None:
     base = args.seed * 1_000_000
     X, y, _ = rows(range(base, base + args.studies), args.trials, args.jobs)
     Xh, yh, kh = rows(range(base + args.studies, base + args.studies + args.holdout), args.trials, args.jobs)
+    bank_tasks: list[str] = []
+    if args.bank:
+        Xb, yb, bank_tasks = bank_rows(args.bank, args.bank_studies, args.trials, args.jobs)
+        X, y = np.concatenate([X, Xb]), np.concatenate([y, yb])
     t_rows = time.time() - t0
     model = train(X, y, rounds=args.rounds, seed=args.seed)
     t_train = time.time() - t0 - t_rows
     model.save(args.out)
     cal = calibration(model, Xh, yh, kh)
     doc = {"command": f"python benchmarks/train_forecaster.py --studies {args.studies} --holdout {args.holdout} "
-                      f"--trials {args.trials} --rounds {args.rounds} --seed {args.seed}",
+                      f"--trials {args.trials} --rounds {args.rounds} --seed {args.seed}"
+                      + (f" --bank {' '.join(Path(b).name for b in args.bank)} --bank-studies {args.bank_studies}" if args.bank else ""),
+           "bank_tasks": bank_tasks,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
            "rows_train": len(y), "rows_holdout": len(yh), "seconds_rows": round(t_rows, 1),
            "seconds_train": round(t_train, 1), "features": list(NAMES), **cal}
@@ -102,7 +142,9 @@ def main() -> None:
     (RESULTS / "forecaster.json").write_text(json.dumps(doc, indent=1))
     lines = ["# Forecaster: calibration on synthetic studies it never saw", "",
              f"Command: `{doc['command']}`  ", f"Machine: {doc['machine']}; rows {t_rows:.0f} s, training {t_train:.0f} s.",
-             f"{len(y)} training rows from {args.studies} studies; {len(yh)} held-out rows from {args.holdout} other studies.", "",
+             f"{len(y)} training rows from {args.studies} studies"
+             + (f" and the tuning-half tasks {', '.join(t.split('/')[-1] for t in bank_tasks)}" if bank_tasks else "")
+             + f"; {len(yh)} held-out rows from {args.holdout} other synthetic studies.", "",
              "| quantile | share of held-out finals at or below it |", "|---:|---:|"]
     lines += [f"| {a} | {v:.3f} |" for a, v in cal["coverage"].items()]
     lines += ["", f"P(beat the best finished trial): Brier {cal['brier_p_beat']:.4f} (base rate {cal['base_rate_beat']:.3f}).", "",
