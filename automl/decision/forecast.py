@@ -30,8 +30,8 @@ def own_budget(ctx: Context, finished_budgets: np.ndarray) -> int:
 
 def _frame(ctx: Context):
     """The finished trials as a ``StudyFrame`` (signed) and the trial's budget, or ``None`` when
-    too few finished with a finite value. One pass; a trial's epochs are read in report order
-    (first and last key), not searched, so a decision stays well under 2 ms at 200 trials."""
+    too few finished with a finite value. One pass; a trial's first and last epochs are read as
+    its first and last keys (report order), not searched for."""
     from automl.forecast.features import StudyFrame
 
     sign, e, me = ctx.sign, ctx.step, ctx.trial.number
