@@ -356,7 +356,11 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
 @click.option("--space", type=click.Choice(SPACES), required=True)
 @click.option("--dataset", type=click.Choice(DATASETS), required=True)
 @click.option("--runs", type=click.IntRange(min=1), required=True, help="Configurations to train to the full budget.")
-@click.option("--epochs", type=click.IntRange(min=1), required=True)
+@click.option("--epochs", type=click.IntRange(min=1), required=True, help="The budget (the largest, with --min-epochs).")
+@click.option("--min-epochs", type=click.IntRange(min=1), default=None,
+              help="Make the budget a hyperparameter: each run draws its own from [MIN_EPOCHS, EPOCHS].")
+@click.option("--schedule", type=click.Choice(("constant", "cosine", "step")), default="constant", show_default=True,
+              help="Learning-rate schedule, run to each run's own budget.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Draws the configurations (run i is fixed).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Bank to write or resume (.jsonl.gz).")
 @click.option("--metric", type=click.Choice(("val_acc", "val_loss")), default="val_acc", show_default=True)
@@ -364,8 +368,8 @@ def bench_replay(banks: tuple[str, ...], pruners: str, seeds: int, trials: int, 
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
 @click.option("--ncp", type=click.Choice(("shadow", "head")), default=None,
               help="Record βeff of a neural capacitance probe: beside the head (shadow) or as the head.")
-def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, out: str, metric: str,
-                 every_k_steps: Optional[int], jobs: int, ncp: Optional[str]) -> None:
+def bench_record(space: str, dataset: str, runs: int, epochs: int, min_epochs: Optional[int], schedule: str, seed: int,
+                 out: str, metric: str, every_k_steps: Optional[int], jobs: int, ncp: Optional[str]) -> None:
     """Train RUNS sampled configurations to the full budget and write every curve and probe signal
     to a curve bank; re-running the same command resumes without redoing finished runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -378,7 +382,8 @@ def bench_record(space: str, dataset: str, runs: int, epochs: int, seed: int, ou
         bar = progress.add_task(f"{dataset} x {space}", total=runs)
         try:
             n = record_bank(space, dataset, runs=runs, epochs=epochs, seed=seed, out=out, metric=metric,
-                            every_k_steps=every_k_steps, jobs=jobs, ncp=ncp, progress=lambda run: progress.advance(bar))
+                            every_k_steps=every_k_steps, jobs=jobs, ncp=ncp, min_epochs=min_epochs,
+                            schedule=schedule, progress=lambda run: progress.advance(bar))
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     click.echo(f"recorded {n} runs ({runs - n} were already in {out}) in {time.perf_counter() - start:.0f} s")

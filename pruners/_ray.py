@@ -176,9 +176,9 @@ class SignalScheduler(FIFOScheduler):
             # βeff per epoch of every trial feeds the population model; the failure classifier
             # reads the trial's whole prefix of curves and gradient statistics.
             hist.records.append(record)  # type: ignore[attr-defined]
-            current = TrialHistory(hist.number, hist.values, records=hist.records)
+            current = TrialHistory(hist.number, hist.values, records=hist.records, budget=hist.budget)
         else:
-            current = TrialHistory(hist.number, hist.values, records=(record,))
+            current = TrialHistory(hist.number, hist.values, records=(record,), budget=hist.budget)
         verdict = decide(current, population, self._policy)
         if verdict.action == "continue":
             return TrialScheduler.CONTINUE

@@ -124,11 +124,57 @@ def test_a_final_within_the_outcomes_noise_counts_as_a_tie():
     assert tie.evidence["noise"] > 0 and "within 2x its noise" in tie.reason
 
 
-def test_before_enough_finished_trials_it_waits():
+def test_before_enough_finished_trials_it_waits_between_rungs():
     trials, _ = _budget_study()
     pop = Population(trials[:2], direction="minimize", metric="val_loss")
-    v = decide(TrialHistory(9, {1: 5.0, 2: 5.0}, budget=20), pop, FORECAST)
+    v = decide(TrialHistory(9, {1: 5.0, 2: 5.0, 3: 5.0}, budget=20), pop, FORECAST)  # rungs of 20: epochs 7 and 2
     assert (v.action, v.source) == ("continue", "thin") and "the forecaster needs 3" in v.reason
+
+
+def test_a_rung_cuts_outside_the_top_third_before_trials_finish():
+    """No finished trial: ASHA's rung at 1/9 of the budget (epoch 2 of 20) keeps the top 1/3."""
+    others = [TrialHistory(i, {1: 0.9, 2: 0.5 + 0.05 * i}) for i in range(5)]
+    pop = Population(others, direction="minimize", metric="val_loss", max_epochs=20)
+    cut = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0))
+    assert (cut.action, cut.source) == ("prune", "rung"), cut.reason
+    assert cut.reason.startswith("rung at epoch 2 (1/9 of its budget 20): rank 6 of 6 trials there, outside the top 2")
+    assert "no forecast to veto it" in cut.reason
+    ahead = decide(TrialHistory(9, {1: 0.9, 2: 0.52}), pop, Policy(rule="forecast", protect_top=0.0))
+    assert (ahead.action, ahead.source) == ("continue", "rung") and "rank 2 of 6" in ahead.reason
+    off = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0, rung_eta=0))
+    assert (off.action, off.source) == ("continue", "thin")
+    few = Population(others[:1], direction="minimize", metric="val_loss", max_epochs=20)  # fewer than eta at the rung
+    assert decide(TrialHistory(9, {1: 0.9, 2: 0.8}), few, Policy(rule="forecast", protect_top=0.0)).source == "thin"
+
+
+def test_a_rung_compares_a_long_budget_trial_at_the_same_share_of_its_budget():
+    """A 100-epoch trial at epoch 11 (rung 1/9) is behind the 20-epoch ones at epoch 11, but ahead
+    of them at their own 1/9 (epoch 2): it goes on."""
+    trials, _ = _budget_study()
+    running = [t._replace(number=100 + t.number, state="RUNNING", final=None) for t in trials if t.budget == 20]
+    pop = Population(running, direction="minimize", metric="val_loss")
+    curve = [0.2 + 0.6 * (1 - (e / 100) ** 0.5) for e in range(1, 12)]  # a slow start, its schedule runs to 100
+    me = TrialHistory(99, dict(enumerate(curve, 1)), budget=100)
+    assert all(t.values[11] < curve[10] for t in running)  # behind every short run at epoch 11
+    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0))
+    assert (v.action, v.source) == ("continue", "rung"), v.reason
+    short = TrialHistory(99, dict(enumerate(curve[:7], 1)), budget=20)  # the same curve read as a 20-epoch run's
+    as_short = decide(short, pop, Policy(rule="forecast", protect_top=0.0))  # at its rung 7 (1/3 of 20)
+    assert as_short.action == "prune", as_short.reason
+
+
+def test_the_forecaster_vetoes_a_rung_cut_it_thinks_will_win():
+    """Two slow finished trials, faster running ones: a trial outside the top third at its rung,
+    but far ahead of where the finished ones stood then, goes on."""
+    done = [TrialHistory(i, {e: 1.0 - 0.0375 * e for e in range(1, 21)}, "COMPLETE", 0.25, budget=20) for i in range(2)]
+    running = [TrialHistory(10 + i, {1: 0.6, 2: 0.2 + 0.01 * i}, budget=20) for i in range(6)]
+    pop = Population(done + running, direction="minimize", metric="val_loss")
+    me = TrialHistory(99, {1: 0.6, 2: 0.3}, budget=20)
+    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0))
+    assert (v.action, v.source) == ("continue", "rung") and "the forecast vetoes the cut" in v.reason, v.reason
+    assert v.evidence["p_beat_best"] >= 0.5
+    cut = decide(me, pop, Policy(rule="forecast", protect_top=0.0, rung_veto=1.0))
+    assert (cut.action, cut.source) == ("prune", "rung")
 
 
 def test_optuna_and_ray_adapters_give_identical_verdicts():
@@ -193,3 +239,15 @@ def test_bad_settings_are_refused_by_name():
         Policy(rule="forcast")
     with pytest.raises(ValueError, match="budget must be the name of a trial's hyperparameter"):
         SignalPruner(budget=3)
+
+
+def test_the_numpy_tree_walk_gives_xgboosts_numbers():
+    """A decision predicts one row by walking the trees in numpy; it must equal XGBoost's predict,
+    missing values (the default branch) included."""
+    model = load_forecaster()
+    rng = np.random.default_rng(5)
+    rows = rng.normal(0, 1, (model.SMALL, len(NAMES))).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.15] = np.nan
+    ours = model._trees.predict(rows)
+    theirs = np.asarray(model._booster.inplace_predict(rows)).reshape(len(rows), len(QUANTILES))
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

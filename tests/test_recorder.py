@@ -48,6 +48,21 @@ def test_bad_arguments_are_named(tmp_path):
         record_bank("resnet", "mnist1d", runs=1, epochs=1, seed=0, out=tmp_path / "b.jsonl.gz")
     with pytest.raises(ValueError, match="does not exist"):
         record_bank("mlp", "digits", runs=1, epochs=1, seed=0, out=tmp_path / "no" / "b.jsonl.gz")
+    with pytest.raises(ValueError, match=r"min_epochs must lie in \[1, epochs=3\], but got 5"):
+        record_bank("mlp", "digits", runs=1, epochs=3, min_epochs=5, seed=0, out=tmp_path / "b.jsonl.gz")
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        record_bank("mlp", "digits", runs=1, epochs=3, schedule="linear", seed=0, out=tmp_path / "b.jsonl.gz")
+
+
+@pytest.mark.slow
+def test_a_budget_search_bank_draws_each_runs_budget(tmp_path):
+    """With min_epochs each run trains to its own budget (in its config), its schedule to that end."""
+    out = tmp_path / "b.jsonl.gz"
+    record_bank("mlp", "digits", runs=4, epochs=4, min_epochs=1, schedule="cosine", seed=3, out=out)
+    runs = read_bank(out)
+    assert {r.task for r in runs} == {"digits_mlp_budget"}
+    assert all(r.budget == r.config["epochs"] == len(r.curves["val_acc"]) and r.config["schedule"] == "cosine" for r in runs)
+    assert len({r.budget for r in runs}) > 1
 
 
 @pytest.mark.slow

@@ -236,3 +236,24 @@ def test_cnn_trains_on_digits(digits):
     assert res.epochs == 1
     assert math.isfinite(res.final("val_loss"))
     assert [l.name for l in res.records[0].layers] == ["features.0", "features.4", "head"]
+
+
+def test_a_schedule_runs_to_the_budget(mlp, digits):
+    """Cosine anneals to 0 at the run's last step; step divides by 10 at half and three quarters."""
+    from automl.training.trainer import make_schedule
+
+    for name, mid, end in (("cosine", 0.5, 0.0), ("step", 0.1, 0.01)):
+        opt = make_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_schedule(name, opt, total_steps=100)
+        lrs = []
+        for _ in range(100):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lrs[0] == 1.0 and lrs[50] == pytest.approx(mid, abs=1e-9) and opt.param_groups[0]["lr"] == pytest.approx(end, abs=1e-9)
+    assert make_schedule("constant", make_optimizer("sgd", [nn.Parameter(torch.zeros(1))], lr=1.0), total_steps=5) is None
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; choose one of constant, cosine, step"):
+        train(mlp, dict(FAST, schedule="linear"), digits, epochs=1, seed=0)
+    # the schedule comes from the config: a cosine run differs from a constant one of the same seed
+    plain = train(mlp, FAST, digits, epochs=2, seed=0).final("val_loss")
+    assert train(mlp, dict(FAST, schedule="cosine"), digits, epochs=2, seed=0).final("val_loss") != plain

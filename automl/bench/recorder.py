@@ -2,8 +2,11 @@
 
 ``record_bank(space, dataset, runs=N, epochs=T, seed=K, out=PATH)`` draws N configurations from
 the space with a generator seeded by K (run i is always the same configuration), trains each to T
-epochs with the probe attached, and appends one bank row per finished run. Re-running the same
-command resumes: runs already in the bank are skipped; a bank whose last row was cut off by an
+epochs with the probe attached, and appends one bank row per finished run. With ``min_epochs=M`` the
+budget is itself a hyperparameter: run i trains to its own ``epochs`` drawn from [M, T] (kept in
+its config), so the bank's runs differ in length, as in a budget search; ``schedule`` (a
+learning-rate schedule of :data:`automl.training.trainer.SCHEDULES`, kept in the config too)
+then runs to each run's own budget. Re-running the same command resumes: runs already in the bank are skipped; a bank whose last row was cut off by an
 interruption is repaired (the complete rows are kept) before recording goes on.
 
 Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc``, ``val_acc``,
@@ -14,7 +17,7 @@ Each row has the curves ``train_loss``, ``val_loss``, ``test_loss``, ``train_acc
 With ``ncp="shadow"`` or ``"head"`` it adds ``ncp`` (the mode), ``beta_eff`` and
 ``beta_eff_downstream`` per epoch, ``act_beta_eff`` every k steps, and for a shadow NCP its
 training accuracy ``ncp_train_acc``. A head-mode bank's task is named ``<dataset>_<space>_ncphead``:
-its runs train a different model (the NCP is their output layer).
+its runs train a different model (the NCP is their output layer); a budget search's ends in ``_budget``.
 """
 
 from __future__ import annotations
@@ -114,15 +117,25 @@ def _one_thread() -> None:
 
 def _work(args: tuple) -> Run:
     space_name, dataset, i, config, epochs, seed, metric, direction, k, ncp = args
+    epochs = int(config.get("epochs", epochs))  # a budget search: the run's own budget
     from search_spaces import get_space
 
     from automl.search.settings import trial_seed
     from automl.training.data import load_dataset
 
-    task = f"{dataset}_{space_name}" + ("_ncphead" if ncp == "head" else "")
+    task = f"{dataset}_{space_name}" + ("_ncphead" if ncp == "head" else "") + ("_budget" if "epochs" in config else "")
     return run_row(get_space(space_name), config, load_dataset(dataset), task=task, run_id=str(i),
                    epochs=epochs, seed=trial_seed(seed, config), metric=metric, direction=direction, every_k_steps=k,
                    ncp=ncp)
+
+
+def _draw(space: Any, rng: np.random.Generator, min_epochs: Optional[int], epochs: int, schedule: str) -> dict:
+    config = space.sample(rng)
+    if min_epochs is not None:
+        config["epochs"] = int(rng.integers(min_epochs, epochs + 1))
+    if schedule != "constant":
+        config["schedule"] = schedule
+    return config
 
 
 def record_bank(
@@ -137,6 +150,8 @@ def record_bank(
     every_k_steps: Optional[int] = None,
     jobs: int = 1,
     ncp: Optional[str] = None,
+    min_epochs: Optional[int] = None,
+    schedule: str = "constant",
     progress: Optional[Callable[[Run], None]] = None,
 ) -> int:
     """Record ``runs`` runs into ``out`` (resuming); returns how many were trained now."""
@@ -144,15 +159,20 @@ def record_bank(
 
     from automl.records import METRICS
     from automl.training.data import load_dataset
+    from automl.training.trainer import SCHEDULES
 
     if ncp not in (None, "head", "shadow"):
         raise ValueError(f"ncp must be None, 'head' or 'shadow', but got {ncp!r}.")
     check_metric(metric, METRICS)
     runs, epochs, jobs = check_positive_int("runs", runs), check_positive_int("epochs", epochs), check_positive_int("jobs", jobs)
+    if min_epochs is not None and not 1 <= check_positive_int("min_epochs", min_epochs) <= epochs:
+        raise ValueError(f"min_epochs must lie in [1, epochs={epochs}], but got {min_epochs}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
     sp = get_space(space)
     sp.check_input_shape(load_dataset(dataset).input_shape)
     rng = np.random.default_rng(seed)
-    configs = [sp.sample(rng) for _ in range(runs)]  # run i is the same config on every resume
+    configs = [_draw(sp, rng, min_epochs, epochs, schedule) for _ in range(runs)]  # run i is fixed across resumes
     out = Path(out)
     if not out.parent.is_dir():
         raise ValueError(f"folder {str(out.parent)!r} for --out does not exist.")

@@ -12,6 +12,7 @@ from automl.decision.convergence import converged_verdict
 from automl.decision.failure import failure
 from automl.decision.forecast import forecast, waiting
 from automl.decision.policy import Policy
+from automl.decision.rungs import rungs
 from automl.decision.verdict import Population, TrialHistory, Verdict
 
 __all__ = ["decide", "diverged", "CHECKS", "FORECAST_CHECKS", "Check"]
@@ -42,6 +43,7 @@ FORECAST_CHECKS: tuple[Check, ...] = (
     checks.budget,
     checks.incumbent,
     checks.contender,  # the top `protect_top` at this epoch (Policy(protect_top=0) turns it off)
+    rungs,  # too few finished trials yet: ASHA's rungs, which the forecaster may veto
     forecast,  # P(beat the best finished trial) < risk: prune; else continue
     waiting,  # too few finished trials for the forecaster: continue
 )

@@ -16,43 +16,50 @@ from automl.decision.context import Context
 from automl.decision.text import fmt
 from automl.decision.verdict import FINISHED, Verdict
 
-__all__ = ["forecast", "waiting", "own_budget"]
+__all__ = ["forecast", "waiting", "own_budget", "predict"]
 
 
-def own_budget(ctx: Context, finished_budgets: np.ndarray) -> int:
+def own_budget(ctx: Context, finished_budgets) -> int:
     """The trial's budget: its own, else the study's ``max_epochs``, else the longest finished
     trial's (and never less than the epochs it already ran)."""
     b = ctx.trial.budget or ctx.population.max_epochs
     if b is None:
-        b = int(finished_budgets.max()) if len(finished_budgets) else ctx.step
+        b = int(max(finished_budgets)) if len(finished_budgets) else ctx.step
     return max(int(b), ctx.step)
 
 
-def _frame(ctx: Context):
+def _frame(ctx: Context, need: int):
     """The finished trials as a ``StudyFrame`` (signed) and the trial's budget, or ``None`` when
-    too few finished with a finite value. One pass; a trial's first and last epochs are read as
+    fewer than ``need`` finished with a finite value. One pass; a trial's first and last epochs are read as
     its first and last keys (report order), not searched for."""
     from automl.forecast.features import StudyFrame
 
     sign, e, me = ctx.sign, ctx.step, ctx.trial.number
-    done, others, budgets = [], [], []
+    done, others, budgets, at_e = [], [], [], []
     for t in ctx.population.trials:
         values = t.values
         if t.number == me or not values:
             continue
         v = values.get(e)
-        others.append(math.nan if v is None else sign * v)
+        v = math.nan if v is None else sign * v
+        others.append(v)
         f = t.final
         if t.state == FINISHED and f is not None and f - f == 0:
             done.append(t)
+            at_e.append(v)
             budgets.append(t.budget or next(reversed(values)))
-    if len(done) < ctx.policy.forecast_min_finished:
+    if len(done) < need:
         return None
-    budget = own_budget(ctx, np.asarray(budgets))
-    progress = e / budget
+    budget = own_budget(ctx, budgets)
+    at_epoch = np.asarray(at_e)
+    if all(b == budget for b in budgets):  # one budget: the same share of it is the same epoch
+        at_progress = at_epoch
+    else:
+        progress = e / budget
+        at_progress = np.asarray([sign * _get(t.values, max(1, round(progress * b))) for t, b in zip(done, budgets)])
     frame = StudyFrame(
-        at_epoch=np.asarray([sign * _get(t.values, e) for t in done]),
-        at_progress=np.asarray([sign * _get(t.values, max(1, round(progress * b))) for t, b in zip(done, budgets)]),
+        at_epoch=at_epoch,
+        at_progress=at_progress,
         final=np.asarray([sign * t.final for t in done]),
         budget=np.asarray(budgets, dtype=float),
         first=np.asarray([sign * t.values[next(iter(t.values))] for t in done]),
@@ -66,18 +73,27 @@ def _get(values, step: int) -> float:
     return math.nan if v is None else v
 
 
-def forecast(ctx: Context) -> Optional[Verdict]:
-    """Prune when the forecast P(beat the best finished trial) is below ``risk``; else go on."""
-    if ctx.policy.rule != "forecast":
-        return None
-    got = _frame(ctx)
+def predict(ctx: Context, need: int):
+    """``(forecast, frame, budget)`` of the trial's final value, or ``None`` with fewer than
+    ``need`` finished trials."""
+    got = _frame(ctx, need)
     if got is None:
         return None
     from automl.forecast.model import load_forecaster
 
     frame, budget = got
     own = np.asarray([ctx.sign * ctx.trial.values[s] for s in sorted(ctx.trial.values)])
-    fc = load_forecaster().forecast(own, budget, frame, epoch=ctx.step)
+    return load_forecaster().forecast(own, budget, frame, epoch=ctx.step), frame, budget
+
+
+def forecast(ctx: Context) -> Optional[Verdict]:
+    """Prune when the forecast P(beat the best finished trial) is below ``risk``; else go on."""
+    if ctx.policy.rule != "forecast":
+        return None
+    got = predict(ctx, ctx.policy.forecast_min_finished)
+    if got is None:
+        return None
+    fc, frame, budget = got
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
     # A tie only raises P: the noise (it reads many trials) is needed only where P itself is below risk.
     noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 and fc.p_beat < pol.risk else 0.0

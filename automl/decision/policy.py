@@ -178,6 +178,12 @@ class ForecasterPolicy(BaseModel):
             finished trial's counts as beating it (the noise: the epoch-to-epoch spread of the
             finished trials' last values, as ``noise_margin`` reads it): a difference the
             validation set cannot resolve is not a lost best run. 0 = strictly better.
+        rung_eta: before ``forecast_min_finished`` trials finished, rungs as in ASHA at
+            ``1/rung_eta``, ``1/rung_eta**2``, ... of each trial's own budget: a trial outside the
+            top ``1/rung_eta`` of the trials at its rung is pruned (:mod:`automl.decision.rungs`).
+            0 = off (trials go on until the forecaster can judge them).
+        rung_veto: the forecaster vetoes a rung's cut where it gives P(beat the best finished
+            trial) at least this (once 2 trials finished). 1 = no veto.
     """
 
     model_config = _CONFIG
@@ -187,6 +193,15 @@ class ForecasterPolicy(BaseModel):
     risk: float = Field(0.02, gt=0.0, lt=1.0)
     forecast_min_finished: int = Field(3, ge=1)
     forecast_tie: float = Field(2.0, ge=0.0)
+    rung_eta: int = Field(3, ge=0)
+    rung_veto: float = Field(0.5, gt=0.0, le=1.0)
+
+    @field_validator("rung_eta")
+    @classmethod
+    def _eta(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("rung_eta must be 0 (off) or at least 2 (keep the top 1/rung_eta at each rung), but got 1.")
+        return v
 
 
 class ConvergencePolicy(BaseModel):

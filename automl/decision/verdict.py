@@ -13,7 +13,7 @@ __all__ = ["TrialHistory", "Population", "Verdict", "Direction", "Action", "Sour
 Direction = Literal["minimize", "maximize"]
 Action = Literal["continue", "prune", "converged"]
 Source = Literal["no_data", "budget", "divergence", "incumbent", "contender", "rank", "capacitance", "curve", "fallback",
-                 "thin", "dynamics", "failure", "forecast"]
+                 "thin", "dynamics", "failure", "forecast", "rung"]
 
 #: The state of a trial that ran to its end (Optuna's name); a trial stopped as converged is one too.
 FINISHED = "COMPLETE"
@@ -69,7 +69,7 @@ class Verdict(BaseModel):
         predicted_final: the forecast final metric value, in the metric's own units.
         source: which check decided (``divergence``, ``budget``, ``incumbent``, ``contender``,
             ``rank``, ``failure``, ``capacitance``, ``curve``, ``fallback``, ``thin``,
-            ``no_data``, ``dynamics``).
+            ``no_data``, ``dynamics``, ``failure``, ``forecast``, ``rung``).
     """
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")

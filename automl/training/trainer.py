@@ -22,9 +22,11 @@ from automl.training.ncp import NCP, install_ncp_head
 from automl.training.probe import Probe
 from automl.validation import check_positive_int
 
-__all__ = ["fit", "train", "evaluate", "TrainResult", "make_optimizer", "OPTIMIZERS"]
+__all__ = ["fit", "train", "evaluate", "TrainResult", "make_optimizer", "make_schedule", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Learning-rate schedules; each runs to the run's own budget (``epochs``), stepped per batch.
+SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclass
@@ -51,6 +53,20 @@ def make_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0) -
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+def make_schedule(name: str, opt: torch.optim.Optimizer, *, total_steps: int) -> Optional[Any]:
+    """The per-step learning-rate scheduler ``name`` over ``total_steps`` (``None`` for constant).
+
+    ``cosine`` anneals to 0 at the last step; ``step`` divides by 10 at 50% and again at 75%:
+    the late gain a schedule brings lands at the run's own budget, as in a budget search."""
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    if name == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[total_steps // 2, (3 * total_steps) // 4], gamma=0.1)
+    raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}.")
 
 
 @torch.no_grad()
@@ -80,6 +96,7 @@ def fit(
     optimizer: str = "adam",
     weight_decay: float = 0.0,
     batch_size: int = 64,
+    schedule: str = "constant",
     seed: int = 0,
     device: str | torch.device = "cpu",
     probe_batch_size: int = 256,
@@ -93,6 +110,8 @@ def fit(
     Args:
         epochs: the budget (maximum number of epochs).
         lr, optimizer, weight_decay, batch_size: the optimisation hyperparameters.
+        schedule: the learning-rate schedule (:data:`SCHEDULES`), run to ``epochs``: a run
+            stopped early has not had its schedule's late gain.
         seed: seeds the batch order and every random draw during training (dropout), in a
             forked generator: the caller's global torch RNG is left as it was.
         every_k_steps: also log layer activations every k optimizer steps.
@@ -115,9 +134,10 @@ def fit(
     device = torch.device(device)
     model.to(device)
     opt = make_optimizer(optimizer, model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
-    gen = torch.Generator().manual_seed(int(seed))
     x, y = data.x_train.to(device), data.y_train.to(device)
     n = len(x)
+    sched = make_schedule(schedule, opt, total_steps=epochs * math.ceil(n / batch_size))
+    gen = torch.Generator().manual_seed(int(seed))
     probe_batch = data.x_val[:probe_batch_size]
     result = TrainResult()
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -143,6 +163,8 @@ def fit(
                 loss = nn.functional.cross_entropy(out, yb)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 probe.step(targets=yb)
                 loss_sum += loss.detach() * len(idx)
                 correct += (out.detach().argmax(1) == yb).sum()
@@ -198,6 +220,7 @@ def train(
         optimizer=config.get("optimizer", "adam"),
         weight_decay=config.get("weight_decay", 0.0),
         batch_size=config.get("batch_size", 64),
+        schedule=config.get("schedule", "constant"),
         seed=seed,
         device=device,
         every_k_steps=every_k_steps,
