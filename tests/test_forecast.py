@@ -152,12 +152,13 @@ def test_a_rung_compares_a_long_budget_trial_at_the_same_share_of_its_budget():
     of them at their own 1/9 (epoch 2): it goes on."""
     trials, _ = _budget_study()
     running = [t._replace(number=100 + t.number, state="RUNNING", final=None) for t in trials if t.budget == 20]
-    pop = Population(running, direction="minimize", metric="val_loss")
+    leader = TrialHistory(200, {1: 0.7, 2: 0.5}, budget=20)  # ahead of it at 1/9 of the budgets: it leads nothing
+    pop = Population([*running, leader], direction="minimize", metric="val_loss")
     curve = [0.2 + 0.6 * (1 - (e / 100) ** 0.5) for e in range(1, 12)]  # a slow start, its schedule runs to 100
     me = TrialHistory(99, dict(enumerate(curve, 1)), budget=100)
     assert all(t.values[11] < curve[10] for t in running)  # behind every short run at epoch 11
     v = decide(me, pop, Policy(rule="forecast", protect_top=0.0))
-    assert (v.action, v.source) == ("continue", "rung"), v.reason
+    assert (v.action, v.source) == ("continue", "rung") and "rank 2 of 10" in v.reason, v.reason
     short = TrialHistory(99, dict(enumerate(curve[:7], 1)), budget=20)  # the same curve read as a 20-epoch run's
     as_short = decide(short, pop, Policy(rule="forecast", protect_top=0.0))  # at its rung 7 (1/3 of 20)
     assert as_short.action == "prune", as_short.reason
@@ -251,3 +252,20 @@ def test_the_numpy_tree_walk_gives_xgboosts_numbers():
     ours = model._trees.predict(rows)
     theirs = np.asarray(model._booster.inplace_predict(rows)).reshape(len(rows), len(QUANTILES))
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_default_rank_cut_reads_other_trials_at_the_same_share_of_their_budgets():
+    """Policy()'s checks too: a 60-epoch trial at epoch 10, behind every finished 20-epoch trial at
+    epoch 10 but ahead of them at 1/6 of their budgets (epoch 3), is not pruned; read as a trial of
+    the study's one budget it is."""
+    trials, _ = _budget_study()
+    short = [t for t in trials if t.budget == 20]
+    pop = Population(short, direction="minimize", metric="val_loss")
+    values = {e: 1.0 - 0.045 * e for e in range(1, 11)}  # 0.55 at epoch 10
+    assert all(t.values[10] < values[10] < t.values[3] for t in short)
+    v = decide(TrialHistory(99, values, budget=60), pop)
+    assert v.action == "continue", v.reason
+    same_epoch = decide(TrialHistory(99, values), pop)
+    assert (same_epoch.action, same_epoch.source) == ("prune", "rank") and "at epoch 10" in same_epoch.reason
+    behind = decide(TrialHistory(99, {e: 1.0 - 0.02 * e for e in range(1, 11)}, budget=60), pop)
+    assert (behind.action, behind.source) == ("prune", "rank") and "at 10/60 of their budgets" in behind.reason, behind.reason

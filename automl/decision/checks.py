@@ -77,7 +77,7 @@ def contender(ctx: Context) -> Optional[Verdict]:
     if not (top > 0 and p.n_at_step > 0 and p.n_ahead < top * (p.n_at_step + 1)):
         return None
     return Verdict(action="continue", source="contender",
-                   reason=f"contender: {rank_phrase(p.n_ahead, p.n_at_step, ctx.step)} (top {top:.0%} are never pruned)",
+                   reason=f"contender: {rank_phrase(p.n_ahead, p.n_at_step, ctx.step, ctx.trial.budget)} (top {top:.0%} are never pruned)",
                    evidence=rank_evidence(ctx.step, ctx.value, p.n_ahead, p.n_at_step, protect_top=top))
 
 
@@ -88,7 +88,7 @@ def rank(ctx: Context) -> Optional[Verdict]:
     if not (pol.rank_cut > 0 and step >= pol.rank_cut_from and p.n_ahead > pol.rank_cut * (p.n_at_step + 1)
             and (pol.rank_confidence > 0 or p.n_finished >= pol.min_finished)):
         return None
-    phrase, shown = rank_phrase(p.n_ahead, p.n_at_step, step), f"{ctx.metric} {fmt(ctx.value)}"
+    phrase, shown = rank_phrase(p.n_ahead, p.n_at_step, step, ctx.trial.budget), f"{ctx.metric} {fmt(ctx.value)}"
     evidence = rank_evidence(step, ctx.value, p.n_ahead, p.n_at_step, rank_cut=pol.rank_cut)
     if pol.rank_confidence == 0:
         return Verdict(action="prune", reason=f"{phrase}: more than {pol.rank_cut:.0%} of the trials are ahead ({shown})",

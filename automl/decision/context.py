@@ -18,7 +18,8 @@ __all__ = ["Context", "Peers"]
 
 @dataclass(frozen=True, slots=True)
 class Peers:
-    """The study seen from one trial at its epoch, in signed units (lower is better).
+    """The study seen from one trial at its epoch, in signed units (lower is better). Where the
+    trial has a budget of its own, "this epoch" of another trial is the same share of its budget.
 
     Attributes:
         n_at_step: other trials that reached this epoch, or stopped before it.
@@ -85,21 +86,31 @@ class Context:
 
     @cached_property
     def peers(self) -> Peers:
-        return _peers(self.trial.number, self.population, self.step, self.sign, self.current)
+        return _peers(self.trial.number, self.population, self.step, self.sign, self.current, self.trial.budget)
 
 
-def _peers(me: int, population: Population, step: int, sign: float, current: float) -> Peers:
+def _step_of(t: TrialHistory, step: int, budget: int, default: int) -> int:
+    """The epoch of trial ``t`` at the same share of its own budget as ``step`` of ``budget``."""
+    b = t.budget or (next(reversed(t.values)) if t.state == FINISHED and t.values else default)
+    return max(1, round(step * b / budget))
+
+
+def _peers(me: int, population: Population, step: int, sign: float, current: float, budget: Optional[int] = None) -> Peers:
     """One pass over the study. The hot path (up to hundreds of trials per decision): ``v - v == 0``
-    is True exactly for finite floats, and plain comparisons replace min() calls."""
+    is True exactly for finite floats, and plain comparisons replace min() calls. Where the trial
+    has a budget of its own (trials differ in budget), every other trial is read at the same share
+    of its own budget, not at the same epoch: a long-budget trial, whose schedule runs to its end,
+    is compared with short ones at the same point of their schedules."""
     best_now = best_final = math.inf
     n_at_step = n_ahead = n_finished = 0
     best_number: Optional[int] = None
     now: list[float] = []
     final: list[float] = []
+    default = population.max_epochs or budget
     for t in population.trials:
         if t.number == me:
             continue
-        v = t.values.get(step)
+        v = t.values.get(step if budget is None else _step_of(t, step, budget, default))
         if v is not None and v - v == 0:
             v = sign * v
             n_at_step += 1

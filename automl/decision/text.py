@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 __all__ = ["fmt", "rank_phrase", "rank_evidence"]
 
@@ -13,7 +13,10 @@ def fmt(x: float) -> str:
     return f"{x:.4g}" if math.isfinite(x) else str(x)
 
 
-def rank_phrase(n_ahead: int, n_others: int, step: int) -> str:
+def rank_phrase(n_ahead: int, n_others: int, step: int, budget: Optional[int] = None) -> str:
+    """Where the trial stands; with a budget of its own, the others were read at the same share of theirs."""
+    if budget:
+        return f"rank {n_ahead + 1} of {n_others + 1} trials at {step}/{budget} of their budgets"
     return f"rank {n_ahead + 1} of {n_others + 1} trials at epoch {step}"
 
 
