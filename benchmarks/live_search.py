@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from automl.search import PRUNERS, SearchSettings, run_search, summarize
+from automl.search import PRUNERS, SearchSettings, best_test_acc, run_search, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -53,7 +53,7 @@ def main() -> None:
         study = run_search(settings)
         wall = time.perf_counter() - start
         s = summarize(study)
-        test_acc = _test_acc_of_best(study)
+        test_acc = best_test_acc(study)
         rows.append({"pruner": pruner, **s, "wall_s": round(wall, 1), "best_test_acc": test_acc})
         print(f"{pruner:10s} epochs {s['epochs_used']:4d}/{s['epochs_full_budget']}  best val_acc {s['best_value']:.4f}  "
               f"states {s['states']}  {wall:.0f} s", flush=True)
@@ -88,17 +88,6 @@ def main() -> None:
     ]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS / name}.md")
-
-
-def _test_acc_of_best(study) -> float | None:
-    from automl.reporting import records_from_user_attrs
-
-    try:
-        best = study.best_trial
-    except ValueError:
-        return None
-    records = records_from_user_attrs(best.user_attrs)
-    return records[-1].get("test_acc") if records else None
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from automl.search.optuna_backend import WorkerError, create_study, run_workers
-from automl.search.results import leaderboard, summarize
+from automl.search.results import best_test_acc, leaderboard, summarize
 from automl.search.settings import BACKENDS, PRUNERS, SearchSettings, check_signal_options, trial_seed
 
-__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "WorkerError", "leaderboard", "summarize",
+__all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "run_search", "run_workers", "WorkerError", "leaderboard", "summarize", "best_test_acc",
            "trial_seed", "check_signal_options", "create_study"]
 
 

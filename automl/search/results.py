@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
-__all__ = ["leaderboard", "summarize"]
+__all__ = ["leaderboard", "summarize", "best_test_acc"]
 
 
 def leaderboard(study: Any) -> list[dict[str, Any]]:
@@ -56,3 +56,17 @@ def summarize(study: Any) -> dict[str, Any]:
         "best_trial": best["number"] if best else None,
         "best_value": best["value"] if best else None,
     }
+
+
+def best_test_acc(study: Any) -> Optional[float]:
+    """The test accuracy recorded at the best finished trial's last epoch (``None``: no finished
+    trial, or it recorded none): what the model a search picks scores on data no pruner saw."""
+    from automl.reporting import records_from_user_attrs
+
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    records = records_from_user_attrs(best.user_attrs)
+    return records[-1].get("test_acc") if records else None
+
