@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import click
 
+from automl.decision.policy import DEFAULT_RISK
 from automl.search import BACKENDS, PRUNERS
 from automl.training.data import DATASETS
 
@@ -55,7 +56,7 @@ def _storage_option(f):
 @click.option("--heartbeat", type=click.IntRange(min=0), default=30, show_default=True,
               help="Seconds between a running trial's heartbeats on SQL storages; one silent for twice that is failed "
                    "by the next trial any worker starts (0: off).")
-@click.option("--risk", type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True), default=0.02,
+@click.option("--risk", type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True), default=DEFAULT_RISK,
               show_default=True, help="Forecast pruner: prune a trial whose probability of beating the best finished "
                                       "trial is below this.")
 @click.option("--failure", is_flag=True,

@@ -42,6 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from automl.decision.policy import DEFAULT_RISK
 from automl.training.data import DATASETS
 
 __all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
@@ -73,7 +74,7 @@ class SearchRequest(BaseModel):
     trials: int = Field(20, ge=1, le=10_000)
     epochs: int = Field(10, ge=1, le=1_000)
     pruner: Literal["signal", "forecast", "median", "asha", "hyperband", "none"] = "signal"
-    risk: float = Field(0.02, gt=0.0, lt=1.0)
+    risk: float = Field(DEFAULT_RISK, gt=0.0, lt=1.0)
     backend: Literal["optuna", "ray"] = "optuna"
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     seed: int = Field(0, ge=0, le=2**31 - 1)

@@ -55,6 +55,30 @@ def test_the_probability_is_monotone_in_the_trials_value():
     assert ps[0] > 0.5 and ps[-1] < 0.01
 
 
+def test_every_quantile_is_monotone_in_the_trials_value_across_studies():
+    """A worse current value never forecasts a better end, at any quantile level, in 20 studies
+    (XGBoost ignores monotone constraints in one booster fitting several levels: one per level)."""
+    model = load_forecaster()
+    prefix = np.array([1.0, 0.9, 0.8, 0.75])
+    values = np.linspace(0.0, 1.5, 151)
+    for seed in range(20):
+        frame = _frame(rng_seed=seed)
+        rows = np.array([features(np.append(prefix, v), 20, frame)[0] for v in values])
+        q = model.predict_z(rows)  # the batch path (XGBoost)
+        assert np.diff(q, axis=0).min() >= -1e-6, seed
+        q_small = np.concatenate([model.predict_z(rows[i:i + model.SMALL]) for i in range(0, len(rows), model.SMALL)])
+        np.testing.assert_allclose(q_small, q, atol=1e-5)  # the numpy walk gives the same numbers
+
+
+def test_the_model_file_round_trips(tmp_path):
+    model = load_forecaster()
+    path = tmp_path / "f.json.gz"
+    model.save(path)
+    again = load_forecaster(str(path))
+    rows = np.random.default_rng(2).normal(0, 1, (40, len(NAMES)))
+    np.testing.assert_array_equal(again.predict_z(rows), model.predict_z(rows))
+
+
 def test_p_below_reads_quantiles():
     assert p_below([0.0, 1.0, 2.0], [0.1, 0.5, 0.9], x=1.0) == pytest.approx(0.5)
     assert p_below([0.0, 1.0], [0.1, 0.9], x=-10.0) < 1e-12 and p_below([0.0, 1.0], [0.1, 0.9], x=10.0) > 1 - 1e-12
@@ -135,16 +159,16 @@ def test_a_rung_cuts_outside_the_top_third_before_trials_finish():
     """No finished trial: ASHA's rung at 1/9 of the budget (epoch 2 of 20) keeps the top 1/3."""
     others = [TrialHistory(i, {1: 0.9, 2: 0.5 + 0.05 * i}) for i in range(5)]
     pop = Population(others, direction="minimize", metric="val_loss", max_epochs=20)
-    cut = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0))
+    cut = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3))
     assert (cut.action, cut.source) == ("prune", "rung"), cut.reason
     assert cut.reason.startswith("rung at epoch 2 (1/9 of its budget 20): rank 6 of 6 trials there, outside the top 2")
     assert "no forecast to veto it" in cut.reason
-    ahead = decide(TrialHistory(9, {1: 0.9, 2: 0.52}), pop, Policy(rule="forecast", protect_top=0.0))
+    ahead = decide(TrialHistory(9, {1: 0.9, 2: 0.52}), pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3))
     assert (ahead.action, ahead.source) == ("continue", "rung") and "rank 2 of 6" in ahead.reason
-    off = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0, rung_eta=0))
+    off = decide(TrialHistory(9, {1: 0.9, 2: 0.8}), pop, Policy(rule="forecast", protect_top=0.0))  # rungs off by default
     assert (off.action, off.source) == ("continue", "thin")
     few = Population(others[:1], direction="minimize", metric="val_loss", max_epochs=20)  # fewer than eta at the rung
-    assert decide(TrialHistory(9, {1: 0.9, 2: 0.8}), few, Policy(rule="forecast", protect_top=0.0)).source == "thin"
+    assert decide(TrialHistory(9, {1: 0.9, 2: 0.8}), few, Policy(rule="forecast", protect_top=0.0, rung_eta=3)).source == "thin"
 
 
 def test_a_rung_compares_a_long_budget_trial_at_the_same_share_of_its_budget():
@@ -157,10 +181,10 @@ def test_a_rung_compares_a_long_budget_trial_at_the_same_share_of_its_budget():
     curve = [0.2 + 0.6 * (1 - (e / 100) ** 0.5) for e in range(1, 12)]  # a slow start, its schedule runs to 100
     me = TrialHistory(99, dict(enumerate(curve, 1)), budget=100)
     assert all(t.values[11] < curve[10] for t in running)  # behind every short run at epoch 11
-    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0))
+    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3))
     assert (v.action, v.source) == ("continue", "rung") and "rank 2 of 10" in v.reason, v.reason
     short = TrialHistory(99, dict(enumerate(curve[:7], 1)), budget=20)  # the same curve read as a 20-epoch run's
-    as_short = decide(short, pop, Policy(rule="forecast", protect_top=0.0))  # at its rung 7 (1/3 of 20)
+    as_short = decide(short, pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3))  # at its rung 7 (1/3 of 20)
     assert as_short.action == "prune", as_short.reason
 
 
@@ -171,10 +195,10 @@ def test_the_forecaster_vetoes_a_rung_cut_it_thinks_will_win():
     running = [TrialHistory(10 + i, {1: 0.6, 2: 0.2 + 0.01 * i}, budget=20) for i in range(6)]
     pop = Population(done + running, direction="minimize", metric="val_loss")
     me = TrialHistory(99, {1: 0.6, 2: 0.3}, budget=20)
-    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0))
+    v = decide(me, pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3))
     assert (v.action, v.source) == ("continue", "rung") and "the forecast vetoes the cut" in v.reason, v.reason
     assert v.evidence["p_beat_best"] >= 0.5
-    cut = decide(me, pop, Policy(rule="forecast", protect_top=0.0, rung_veto=1.0))
+    cut = decide(me, pop, Policy(rule="forecast", protect_top=0.0, rung_eta=3, rung_veto=1.0))
     assert (cut.action, cut.source) == ("prune", "rung")
 
 
@@ -250,7 +274,7 @@ def test_the_numpy_tree_walk_gives_xgboosts_numbers():
     rows = rng.normal(0, 1, (model.SMALL, len(NAMES))).astype(np.float32)
     rows[rng.random(rows.shape) < 0.15] = np.nan
     ours = model._trees.predict(rows)
-    theirs = np.asarray(model._booster.inplace_predict(rows)).reshape(len(rows), len(QUANTILES))
+    theirs = np.stack([np.asarray(b.inplace_predict(rows)) for b in model._boosters], axis=1)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 

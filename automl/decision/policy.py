@@ -12,10 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Policy", "GuardPolicy", "RankPolicy", "ForecastPolicy", "FallbackPolicy", "CapacitancePolicy",
+__all__ = ["Policy", "DEFAULT_RISK", "GuardPolicy", "RankPolicy", "ForecastPolicy", "FallbackPolicy", "CapacitancePolicy",
            "FailurePolicy", "ForecasterPolicy", "ConvergencePolicy"]
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid")
+#: The forecast rule's default ``risk`` (chosen by replay on the tuning half of the tasks;
+#: benchmarks/results/forecast_rungs_tune.md). The CLI, the service and ``SearchSettings`` use it.
+DEFAULT_RISK = 0.002
 
 
 class GuardPolicy(BaseModel):
@@ -181,19 +184,22 @@ class ForecasterPolicy(BaseModel):
         rung_eta: before ``forecast_min_finished`` trials finished, rungs as in ASHA at
             ``1/rung_eta``, ``1/rung_eta**2``, ... of each trial's own budget: a trial outside the
             top ``1/rung_eta`` of the trials at its rung is pruned (:mod:`automl.decision.rungs`).
-            0 = off (trials go on until the forecaster can judge them).
+            0 = off (trials go on until the forecaster can judge them): the default, since on the
+            tuning half of the tasks, in sequential studies, rungs at eta 3 lost the best run more
+            often (benchmarks/results/forecast_rungs_tune.md); they are for studies where many
+            trials run before any finishes.
         rung_veto: the forecaster vetoes a rung's cut where it gives P(beat the best finished
             trial) at least this (once 2 trials finished). 1 = no veto.
     """
 
     model_config = _CONFIG
     rule: Literal["checks", "forecast"] = "checks"
-    # risk and forecast_tie chosen by replay on half the tasks, reported on the other half
-    # (benchmarks/results/forecast_tune.md, forecast_replay.md).
-    risk: float = Field(0.02, gt=0.0, lt=1.0)
+    # risk, forecast_tie and rung_eta chosen by replay on half the tasks, reported on the other half
+    # (benchmarks/results/forecast_tune.md, forecast_rungs_tune.md, forecast_replay.md).
+    risk: float = Field(DEFAULT_RISK, gt=0.0, lt=1.0)
     forecast_min_finished: int = Field(3, ge=1)
     forecast_tie: float = Field(2.0, ge=0.0)
-    rung_eta: int = Field(3, ge=0)
+    rung_eta: int = Field(0, ge=0)
     rung_veto: float = Field(0.5, gt=0.0, le=1.0)
 
     @field_validator("rung_eta")

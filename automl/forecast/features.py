@@ -18,18 +18,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from automl.signals.curve import rank_correlation
+
 __all__ = ["StudyFrame", "NAMES", "features", "scale_of", "Z_CLIP"]
 
 #: z values are clipped to [-Z_CLIP, Z_CLIP]: a diverged trial is "far worse than the start".
 Z_CLIP = 4.0
-_K = 7  # nearest finished trials in the neighbour forecasts
 
+#: Every feature that moves with the trial's current value moves the same way (``z_now``, its best so
+#: far, slopes and ranks), so with monotone constraints on them a worse value never forecasts a better
+#: end. (Forecasts from the nearest finished trials were features once; which trials are nearest
+#: changes with the value, so they broke that.)
 NAMES = (
     "z_now", "z_best_so_far", "z_first", "slope_last", "slope_3", "progress", "log_epoch", "log_budget",
-    "log_budget_vs_finished", "log_n_finished",
-    "nn_epoch_mid", "nn_epoch_low", "nn_epoch_high", "rank_epoch_finished", "rank_epoch_all",
-    "nn_progress_mid", "nn_progress_low", "nn_progress_high", "rank_progress_finished",
-    "gain_after_progress", "share_finished_reaching_epoch",
+    "log_budget_vs_finished", "log_n_finished", "rank_epoch_finished", "rank_epoch_all", "rank_progress_finished",
+    "gain_after_progress", "gain_after_progress_q10", "gain_after_progress_q90", "share_finished_reaching_epoch",
+    "rho_progress_finished",
 )
 
 
@@ -75,19 +79,6 @@ def _z(x: np.ndarray | float, best: float, span: float) -> np.ndarray:
     return np.clip(np.where(np.isnan(z), Z_CLIP, z), -Z_CLIP, Z_CLIP)
 
 
-def _neighbours(now: float, peers_now: np.ndarray, peers_final: np.ndarray) -> tuple[float, float, float]:
-    """Median, 10% and 90% of ``now + (final - value)`` over the ``_K`` nearest finished peers."""
-    ok = np.isfinite(peers_now)
-    if not ok.any():
-        return math.nan, math.nan, math.nan
-    pn, pf = peers_now[ok], peers_final[ok]
-    k = min(len(pn), max(_K, int(math.sqrt(len(pn)))))
-    idx = np.argpartition(np.abs(pn - now), k - 1)[:k] if k < len(pn) else np.arange(len(pn))
-    moved = now + (pf[idx] - pn[idx])
-    lo, mid, hi = np.quantile(moved, [0.1, 0.5, 0.9])
-    return float(mid), float(lo), float(hi)
-
-
 def features(own: np.ndarray, budget: int, frame: StudyFrame, epoch: int | None = None) -> tuple[np.ndarray, float, float]:
     """The feature row (ordered as :data:`NAMES`) of a trial whose values so far are ``own``
     (oldest first, finite; one per epoch unless ``epoch`` says how far it is) and whose budget is
@@ -103,8 +94,6 @@ def features(own: np.ndarray, budget: int, frame: StudyFrame, epoch: int | None 
     pz[~np.isfinite(frame.at_progress)] = np.nan
     n = len(frame.final)
     reach = np.isfinite(ez)
-    nn_e = _neighbours(z[-1], ez, fz)
-    nn_p = _neighbours(z[-1], pz, fz)
     others = frame.others_at_epoch[np.isfinite(frame.others_at_epoch)]
     gain = fz[np.isfinite(pz)] - pz[np.isfinite(pz)]
     med_budget = float(np.median(frame.budget)) if n else float(budget)
@@ -113,10 +102,13 @@ def features(own: np.ndarray, budget: int, frame: StudyFrame, epoch: int | None 
         z[-1] - z[-2] if e > 1 else 0.0,
         (z[-1] - z[max(0, e - 4)]) / max(1, min(3, e - 1)) if e > 1 else 0.0,
         epoch / max(budget, epoch), math.log(epoch), math.log(max(budget, epoch)), math.log(budget / max(med_budget, 1.0)), math.log1p(n),
-        *nn_e, float(np.mean(ez[reach] < z[-1])) if reach.any() else math.nan,
+        float(np.mean(ez[reach] < z[-1])) if reach.any() else math.nan,
         float(np.mean(_z(others, best, span) < z[-1])) if len(others) else math.nan,
-        *nn_p, float(np.mean(pz[np.isfinite(pz)] < z[-1])) if np.isfinite(pz).any() else math.nan,
-        float(np.median(gain)) if len(gain) else math.nan,
+        float(np.mean(pz[np.isfinite(pz)] < z[-1])) if np.isfinite(pz).any() else math.nan,
+        *(np.quantile(gain, [0.5, 0.1, 0.9]).tolist() if len(gain) else [math.nan] * 3),
         float(np.mean(reach)) if n else math.nan,
+        # how well this point of the budget orders the finished trials' ends in this study: where it
+        # orders them well, few trials cross later
+        rank_correlation(pz[np.isfinite(pz)], fz[np.isfinite(pz)]) if np.isfinite(pz).sum() >= 3 else math.nan,
     ]
     return np.asarray(row, dtype=float), best, span

@@ -1,10 +1,10 @@
 """The forecaster: quantiles of a running trial's final value, and P(it beats the best finished trial).
 
-Gradient-boosted quantile regression (XGBoost, ``reg:quantileerror``, one model for all quantile
-levels) over :mod:`automl.forecast.features`, trained offline on the synthetic prior of studies
+Gradient-boosted quantile regression (XGBoost, ``reg:quantileerror``, one booster per quantile
+level) over :mod:`automl.forecast.features`, trained offline on the synthetic prior of studies
 (:mod:`automl.forecast.prior`) by ``benchmarks/train_forecaster.py`` and shipped as XGBoost's JSON
-(UBJSON, gzipped; no pickle) in ``automl/models/forecaster.ubj.gz``, with its feature names and
-quantile levels beside it in ``forecaster.ubj.gz.meta``. The features that grow with the trial's current
+model format (gzipped, with the feature names and quantile levels; no pickle) in
+``automl/models/forecaster.json.gz``. The features that grow with the trial's current
 value carry monotone constraints, so a worse current value never forecasts a better end.
 """
 
@@ -25,13 +25,12 @@ from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features
 __all__ = ["QUANTILES", "MONOTONE", "Forecast", "Forecaster", "load_forecaster", "p_below", "frame_from_curves",
            "training_rows", "MODEL_PATH"]
 
-MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "forecaster.ubj.gz"
+MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "forecaster.json.gz"
 #: Quantile levels of the final z value the model predicts.
 QUANTILES = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9)
 #: +1 for the features that grow with the trial's current value (so the forecast may only grow with it).
-MONOTONE = tuple(1 if n in {"z_now", "z_best_so_far", "slope_last", "slope_3", "nn_epoch_mid", "nn_epoch_low",
-                            "nn_epoch_high", "rank_epoch_finished", "rank_epoch_all", "nn_progress_mid",
-                            "nn_progress_low", "nn_progress_high", "rank_progress_finished"} else 0 for n in NAMES)
+MONOTONE = tuple(1 if n in {"z_now", "z_best_so_far", "slope_last", "slope_3", "rank_epoch_finished", "rank_epoch_all",
+                            "rank_progress_finished"} else 0 for n in NAMES)
 
 
 #: Scale (z units) of the exponential tails past the outermost quantiles.
@@ -82,16 +81,26 @@ class _Trees:
     their value in ``split_conditions``) and gives the same numbers to float32 rounding
     (``tests/test_forecast.py`` checks it against ``inplace_predict``)."""
 
-    def __init__(self, model: dict) -> None:
-        learner = model["learner"]
-        trees = learner["gradient_booster"]["model"]["trees"]
-        if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 or any(t["split_type"]) for t in trees):
+    def __init__(self, models: Sequence[dict]) -> None:
+        trees, base = [], []
+        for model in models:  # one booster per quantile level, one output each
+            learner = model["learner"]
+            if int(learner["learner_model_param"].get("num_target", "1")) != 1:
+                raise ValueError("each of the forecaster's boosters must predict one quantile level.")
+            base.append(_base_score(learner))
+            trees.append(learner["gradient_booster"]["model"]["trees"])
+        rounds = {len(t) for t in trees}
+        if len(rounds) != 1:
+            raise ValueError(f"the forecaster's boosters must have as many trees each, but have {sorted(rounds)}.")
+        k, per = len(trees), rounds.pop()
+        flat = [tree for r in range(per) for tree in (trees[q][r] for q in range(k))]  # round-major: quantile cycles
+        if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 or any(t["split_type"]) for t in flat):
             raise ValueError("the forecaster's trees must have scalar leaves and numeric splits only.")
-        sizes = [len(t["left_children"]) for t in trees]
+        sizes = [len(t["left_children"]) for t in flat]
         offset = np.cumsum([0, *sizes[:-1]])
-        cat = lambda key, dt: np.concatenate([np.asarray(t[key], dtype=dt) for t in trees])  # noqa: E731
+        cat = lambda key, dt: np.concatenate([np.asarray(t[key], dtype=dt) for t in flat])  # noqa: E731
         left, right = cat("left_children", np.int64), cat("right_children", np.int64)
-        tree_of = np.repeat(np.arange(len(trees)), sizes)
+        tree_of = np.repeat(np.arange(len(flat)), sizes)
         leaf = left < 0
         here = np.arange(len(left))
         # child[node, 0] the left child, child[node, 1] the right; a leaf points to itself twice
@@ -100,12 +109,8 @@ class _Trees:
         self.threshold = cat("split_conditions", np.float32)
         self.default_right = ~cat("default_left", bool)
         self.roots = offset.astype(np.int64)
-        target = np.asarray(learner["gradient_booster"]["model"]["tree_info"], dtype=np.int64)
-        self.base = np.asarray(json.loads(learner["learner_model_param"]["base_score"]), dtype=np.float64)
-        k = len(self.base)
-        if len(trees) % k or not np.array_equal(target, np.tile(np.arange(k), len(trees) // k)):
-            raise ValueError("the forecaster's trees must cycle through its quantile levels, one tree each per round.")
-        self.depth = _depth(trees)
+        self.base = np.asarray(base, dtype=np.float64)
+        self.depth = _depth(flat)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         x = np.asarray(rows, dtype=np.float32)
@@ -124,6 +129,13 @@ class _Trees:
         return leaves.sum(axis=1) + self.base
 
 
+def _base_score(learner: dict) -> float:
+    """The booster's base score (XGBoost writes it as a number, or as a one-element list)."""
+    raw = learner["learner_model_param"]["base_score"]
+    value = json.loads(raw) if raw.strip().startswith("[") else float(raw)
+    return float(value[0] if isinstance(value, list) else value)
+
+
 def _depth(trees: list) -> int:
     """The deepest root-to-leaf path over the trees (edges)."""
     deepest = 0
@@ -137,16 +149,20 @@ def _depth(trees: list) -> int:
 
 
 class Forecaster:
-    """A trained quantile model (an ``xgboost.Booster``) and the feature order it was trained on."""
+    """Trained quantile models, one ``xgboost.Booster`` per level of :data:`QUANTILES` (each with
+    the monotone constraints: XGBoost ignores them in one booster fitting several quantile levels
+    at once), and the feature order they were trained on."""
 
     #: Up to this many rows are predicted by walking the trees in numpy (fast per call), more by XGBoost.
     SMALL = 16
 
-    def __init__(self, booster: object, names: Sequence[str] = NAMES) -> None:
+    def __init__(self, boosters: Sequence[object], names: Sequence[str] = NAMES) -> None:
         if tuple(names) != NAMES:
             raise ValueError(f"the model was trained on features {list(names)}, but this version computes {list(NAMES)}.")
-        self._booster = booster
-        self._trees = _Trees(json.loads(bytes(booster.save_raw(raw_format="json"))))  # type: ignore[attr-defined]
+        if len(boosters) != len(QUANTILES):
+            raise ValueError(f"the forecaster needs one booster per quantile level ({len(QUANTILES)}), got {len(boosters)}.")
+        self._boosters = list(boosters)
+        self._trees = _Trees([json.loads(bytes(b.save_raw(raw_format="json"))) for b in self._boosters])  # type: ignore[attr-defined]
 
     def predict_z(self, rows: np.ndarray) -> np.ndarray:
         """Sorted z quantiles, one row per feature row."""
@@ -154,18 +170,20 @@ class Forecaster:
         if len(rows) <= self.SMALL:
             out = self._trees.predict(rows)
         else:
-            out = np.asarray(self._booster.inplace_predict(rows), dtype=float)  # type: ignore[attr-defined]
-        return np.sort(out.reshape(len(rows), len(QUANTILES)), axis=1)
+            out = np.stack([np.asarray(b.inplace_predict(rows), dtype=float).reshape(len(rows))  # type: ignore[attr-defined]
+                            for b in self._boosters], axis=1)
+        return np.sort(out, axis=1)
 
     def forecast(self, own: np.ndarray, budget: int, frame: StudyFrame, epoch: Optional[int] = None) -> Forecast:
         row, best, span = features(own, budget, frame, epoch)
         return Forecast(self.predict_z(row[None, :])[0], best, span)
 
     def save(self, path: Path | str) -> None:
-        """Write the model as gzipped UBJSON (XGBoost's own format; no pickle) and its meta JSON."""
-        raw = bytes(self._booster.save_raw(raw_format="ubj"))
-        Path(path).write_bytes(gzip.compress(raw, mtime=0))
-        Path(str(path) + ".meta").write_text(json.dumps({"features": list(NAMES), "quantiles": list(QUANTILES)}))
+        """Write the boosters as one gzipped JSON document (XGBoost's own JSON model format; no
+        pickle), with the feature names and quantile levels."""
+        doc = {"features": list(NAMES), "quantiles": list(QUANTILES),
+               "models": [json.loads(bytes(b.save_raw(raw_format="json"))) for b in self._boosters]}  # type: ignore[attr-defined]
+        Path(path).write_bytes(gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0))
 
 
 @lru_cache(maxsize=4)
@@ -176,13 +194,16 @@ def load_forecaster(path: Optional[str] = None) -> Forecaster:
     p = Path(path) if path else MODEL_PATH
     if not p.is_file():
         raise FileNotFoundError(f"no forecaster model at {str(p)!r}; train one with benchmarks/train_forecaster.py.")
-    meta = json.loads(Path(str(p) + ".meta").read_text())
-    if tuple(meta["quantiles"]) != QUANTILES:
-        raise ValueError(f"the model at {str(p)!r} predicts quantiles {meta['quantiles']}, expected {list(QUANTILES)}.")
-    booster = xgb.Booster()
-    booster.load_model(bytearray(gzip.decompress(p.read_bytes())))
-    booster.set_param({"nthread": 1})
-    return Forecaster(booster, meta["features"])
+    doc = json.loads(gzip.decompress(p.read_bytes()))
+    if tuple(doc["quantiles"]) != QUANTILES:
+        raise ValueError(f"the model at {str(p)!r} predicts quantiles {doc['quantiles']}, expected {list(QUANTILES)}.")
+    boosters = []
+    for model in doc["models"]:
+        booster = xgb.Booster()
+        booster.load_model(bytearray(json.dumps(model).encode()))
+        booster.set_param({"nthread": 1})
+        boosters.append(booster)
+    return Forecaster(boosters, doc["features"])
 
 
 def frame_from_curves(curves: Sequence[np.ndarray], budgets: Sequence[int], epoch: int, budget: int,

@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from automl.decision.policy import DEFAULT_RISK
 from automl.records import METRICS
 
 __all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "check_signal_options", "trial_seed", "sampler_seed", "worker_id",
@@ -35,7 +36,7 @@ class SearchSettings(BaseModel):
     epochs: int = Field(20, ge=1)
     backend: Literal["optuna", "ray"] = "optuna"
     pruner: Literal["signal", "forecast", "median", "asha", "hyperband", "none"] = "signal"
-    risk: float = Field(0.02, gt=0.0, lt=1.0)  # the forecast pruner's knob: prune below this P(beat the best)
+    risk: float = Field(DEFAULT_RISK, gt=0.0, lt=1.0)  # the forecast pruner's knob: prune below this P(beat the best)
     metric: Literal["val_acc", "val_loss"] = "val_acc"
     storage: str = "sqlite:///automl.db"
     study: Optional[str] = None
