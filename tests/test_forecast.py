@@ -108,14 +108,21 @@ def _budget_study() -> tuple[list[TrialHistory], list[float]]:
 
 
 def test_a_long_budget_trial_behind_short_ones_is_not_pruned():
-    trials, curve = _budget_study()
+    trials, _ = _budget_study()
     pop = Population(trials, direction="minimize", metric="val_loss")
+    # one more long run, on its way to end first (0.16): behind every short run at every early epoch
+    curve = [0.16 + 0.75 * (1 - (e / 100) ** 0.5) + 0.05 * math.exp(-e / 30.0) for e in range(1, 101)]
+    default = Policy(rule="forecast", protect_top=0.0)  # the shipped risk
     for e in (3, 5, 10, 20):
         me = TrialHistory(99, dict(enumerate(curve[:e], 1)), budget=100)
         behind = sum(t.values[e] < curve[e - 1] for t in trials if t.budget == 20)
         assert behind == 8  # it stands behind every short run at this epoch
-        v = decide(me, pop, FORECAST)
-        assert v.action == "continue" and v.source in ("forecast", "incumbent", "contender"), v.reason
+        v = decide(me, pop, default)
+        assert v.action == "continue" and v.source in ("forecast", "incumbent"), v.reason
+        # read as a 20-epoch trial, the same values give a far smaller chance
+        as_short = decide(me._replace(budget=20), pop, default)
+        if as_short.source == "forecast" and v.source == "forecast":
+            assert as_short.evidence["p_beat_best"] < 0.1 * v.evidence["p_beat_best"], (v.reason, as_short.reason)
     # the same values read as a 20-epoch trial's are a loser among the short runs: pruned
     short = TrialHistory(98, dict(enumerate(curve[:10], 1)), budget=20)
     assert decide(short, pop, FORECAST).action == "prune"
