@@ -75,7 +75,7 @@ class Forecast:
 
 
 class _Trees:
-    """The booster's trees as flat arrays, walked for all trees at once with numpy: a decision
+    """The boosters' trees (one booster per quantile level) as flat arrays, walked for all trees at once with numpy: a decision
     asks for one row, where XGBoost's own predict spends ~0.5 ms per call in setup alone. Reads
     XGBoost's JSON model (numeric splits; a missing value takes the default branch; leaves hold
     their value in ``split_conditions``) and gives the same numbers to float32 rounding
