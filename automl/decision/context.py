@@ -13,7 +13,7 @@ from automl.decision.policy import Policy
 from automl.decision.verdict import FINISHED, Population, TrialHistory
 from automl.signals.curve import rank_correlation
 
-__all__ = ["Context", "Peers"]
+__all__ = ["Context", "Peers", "trial_budget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +89,14 @@ class Context:
         return _peers(self.trial.number, self.population, self.step, self.sign, self.current, self.trial.budget)
 
 
+def trial_budget(t: TrialHistory, default: Optional[int]) -> Optional[int]:
+    """A trial's budget: its own, else where it finished (its last epoch), else ``default``."""
+    return t.budget or (next(reversed(t.values)) if t.state == FINISHED and t.values else default)
+
+
 def _step_of(t: TrialHistory, step: int, budget: int, default: int) -> int:
     """The epoch of trial ``t`` at the same share of its own budget as ``step`` of ``budget``."""
-    b = t.budget or (next(reversed(t.values)) if t.state == FINISHED and t.values else default)
-    return max(1, round(step * b / budget))
+    return max(1, round(step * trial_budget(t, default) / budget))
 
 
 def _peers(me: int, population: Population, step: int, sign: float, current: float, budget: Optional[int] = None) -> Peers:

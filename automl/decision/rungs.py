@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from automl.decision.context import Context
+from automl.decision.context import Context, trial_budget
 from automl.decision.forecast import own_budget, predict
 from automl.decision.text import fmt
-from automl.decision.verdict import FINISHED, Verdict
+from automl.decision.verdict import Verdict
 
 __all__ = ["rungs", "rung_epochs", "VETO_MIN_FINISHED"]
 
@@ -57,7 +57,7 @@ def _cohort(ctx: Context, k: int, budget: int) -> list[float]:
     for t in ctx.population.trials:
         if t.number == me or not t.values:
             continue
-        b = t.budget or (next(reversed(t.values)) if t.state == FINISHED else None) or ctx.population.max_epochs or budget
+        b = trial_budget(t, ctx.population.max_epochs or budget)
         if b / eta**k < 1:
             continue
         v = t.values.get(round(b / eta**k))
