@@ -372,6 +372,6 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
             reasons.append(f"ignored {', '.join(given)}: the model reads it only together with {', '.join(lacking)}")
     rules = sorted(rule_labels(seen, k))
     if rules:
-        reasons.append("threshold rules of SIGNALS.md on the same epochs: " + ", ".join(rules))
+        reasons.append("threshold rules (automl.signals.failure.RULES) on the same epochs: " + ", ".join(rules))
     return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, threshold=model.threshold,
                      view=view, unassessed=unassessed)

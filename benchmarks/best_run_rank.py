@@ -3,7 +3,7 @@
 For each task, the five runs with the best outcome, and for each the share of the task's runs
 ahead of it at epochs 1, 2, 3, 5, 8, 12 and 20 (0.00 = first). Non-finite values count as the worst.
 
-    python benchmarks/best_run_rank.py ../shared/data/taskset_imdb_rnn.jsonl.gz \
+    python benchmarks/best_run_rank.py benchmarks/banks/taskset_imdb_rnn.jsonl.gz \
         benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz
 
 Writes benchmarks/results/best_run_rank.md.

@@ -23,7 +23,7 @@ from automl.bench.bank import read_bank, runs_by_task
 from pruners import SignalPruner
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
+BANK = Path(__file__).resolve().parent / "banks" / "taskset_imdb_rnn.jsonl.gz"
 
 
 def _time(fn, repeat: int = 2000) -> list[float]:

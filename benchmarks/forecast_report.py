@@ -1,7 +1,7 @@
 """The forecast pruner on tasks it was never trained or tuned on: per task, against the best
 built-in; and how calibrated its probability is on real curves.
 
-    python benchmarks/forecast_report.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz \
+    python benchmarks/forecast_report.py --bank benchmarks/banks/taskset_imdb_rnn.jsonl.gz \
         benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz --seeds 5 --trials 200 \
         --policy '{"risk": 0.02, "forecast_tie": 2.0, "protect_top": 0.05}' \
         --unseen 'benchmarks/banks/dynamics/*.jsonl.gz'

@@ -16,7 +16,7 @@ no rank rule reaches that target; where it lies below, the gap is what running t
 at a time costs, plus what the rule leaves on the table; the report measures the first part by
 running the chosen schedule one trial after another, as a pruner would.
 
-    python benchmarks/rank_bound.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz --trials 200 --name "TaskSet (12 tasks)"
+    python benchmarks/rank_bound.py --bank benchmarks/banks/taskset_imdb_rnn.jsonl.gz --trials 200 --name "TaskSet (12 tasks)"
     python benchmarks/rank_bound.py --bank benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz --trials 150 \
         --name "our banks (digits_mlp, mnist5k_mlp, mnist1d_cnn)" \
         --apply-from "TaskSet (12 tasks)"

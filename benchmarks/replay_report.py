@@ -1,6 +1,6 @@
 """Write benchmarks/results/replay.md from the JSON of `automl bench replay`.
 
-    automl bench replay ../shared/data/taskset_imdb_rnn.jsonl.gz --seeds 5 --trials 200 --jobs 2 \
+    automl bench replay benchmarks/banks/taskset_imdb_rnn.jsonl.gz --seeds 5 --trials 200 --jobs 2 \
         --json benchmarks/results/replay_taskset.json --plot benchmarks/results/replay_taskset.png
     python benchmarks/replay_report.py benchmarks/results/replay_taskset.json
 """

@@ -8,7 +8,7 @@ finished trials loses the best run there first); the candidates that keep the be
 then reported on the held-out tasks it never saw, at both sizes, beside the built-ins on the same
 tasks and seeds.
 
-    python benchmarks/tune_signal.py --bank ../shared/data/taskset_imdb_rnn.jsonl.gz \
+    python benchmarks/tune_signal.py --bank benchmarks/banks/taskset_imdb_rnn.jsonl.gz \
         benchmarks/banks/{digits_mlp,mnist5k_mlp,mnist1d_cnn}.jsonl.gz --seeds 5 --trials 200 \
         --small-trials 60 --unseen 'benchmarks/banks/dynamics/*.jsonl.gz' 'benchmarks/banks/capacitance/*_head.jsonl.gz'
 
@@ -73,7 +73,7 @@ def _score(policy_kwargs: dict, tasks: dict, seeds: int, trials: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bank", nargs="+", default=[str(Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz")],
+    parser.add_argument("--bank", nargs="+", default=[str(Path(__file__).resolve().parent / "banks" / "taskset_imdb_rnn.jsonl.gz")],
                         help="one or more banks; their tasks are pooled, then split alternately into tuning and held-out")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=200)

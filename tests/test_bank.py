@@ -1,4 +1,4 @@
-"""Curve banks: the DESIGN.md format read and written exactly, malformed rows named precisely."""
+"""Curve banks: the bank format read and written exactly, malformed rows named precisely."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from automl.bench.bank import BankError, Run, read_bank, runs_by_task, write_bank
 
-TASKSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
+TASKSET = Path(__file__).resolve().parents[1] / "benchmarks" / "banks" / "taskset_imdb_rnn.jsonl.gz"
 
 
 def run(i: int, curve: list[float], **kw) -> Run:

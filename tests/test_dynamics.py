@@ -1,4 +1,4 @@
-"""Dynamical measures: known answers (SIGNALS.md §2 and issue 5)."""
+"""Dynamical measures: known answers."""
 
 import math
 

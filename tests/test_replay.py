@@ -14,7 +14,7 @@ import pytest
 from automl.bench.bank import Run, write_bank
 from automl.bench.replay import PRUNERS, draw_order, replay, replay_task
 
-TASKSET = Path(__file__).resolve().parents[2] / "shared" / "data" / "taskset_imdb_rnn.jsonl.gz"
+TASKSET = Path(__file__).resolve().parents[1] / "benchmarks" / "banks" / "taskset_imdb_rnn.jsonl.gz"
 
 
 def synthetic_task(n=40, budget=12, seed=0, direction="minimize", task="syn"):

@@ -1,4 +1,4 @@
-"""Curve banks: gzip JSON Lines of recorded runs, one run a row (format of DESIGN.md).
+"""Curve banks: gzip JSON Lines of recorded runs, one run a row (format below).
 
 ```
 {"task": "taskset/imdb_patch32_GRU128_bs128", "run_id": "17", "config": {...},

@@ -3,7 +3,7 @@ its final validation accuracy, and training guided by it.
 
 After Ino, "Grad-Instructor" (arXiv 2406.10559): the ENN's score is added to backpropagation as
 an evaluation term, ``θ ← θ − α(∇CE − β∇ENN(img(θ)))`` with the ENN frozen. What we build (the
-paper gives only its abstract; see SIGNALS.md §4):
+paper gives only its abstract, so the details are ours):
 
 - :func:`weight_image`: a weight matrix, z-scored, resized by area averaging (differentiable) to
   0.15 of each side;

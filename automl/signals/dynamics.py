@@ -2,7 +2,7 @@
 
 Layers play the channels of a recording and training time plays time (La Quang et al., arXiv
 2604.09716, 2026). The input is X[L, T]: per-layer RMS activation of a fixed probe batch, logged
-every k optimizer steps (``EpochRecord.activations``). Procedure (SIGNALS.md §2):
+every k optimizer steps (``EpochRecord.activations``). Procedure:
 
 - work on first differences z-scored per layer (:func:`diff_zscore`): the raw series share a
   trend that would make every layer look synchronous;
@@ -351,7 +351,7 @@ def convergence(
     seed: int = 0,
     previous: StabilitySeries | None = None,
 ) -> Convergence:
-    """Apply the convergence rule of SIGNALS.md §2 to the activation trace ``x`` (L, T).
+    """Apply the convergence rule (below) to the activation trace ``x`` (L, T).
 
     The rule fires at the first point where the volatility of the stability index has stayed at or
     below ``fraction`` of its running maximum for ``hold`` consecutive windows. It counts only if,
@@ -360,9 +360,9 @@ def convergence(
     as early on series with the layers' alignment and timing broken is not evidence of convergence.
     ``previous`` is the stability series of a prefix of ``x`` (see :func:`stability_series`).
 
-    The defaults follow SIGNALS.md §2 (fraction 0.3, hold 3) with a 64-point DSI window and a
-    16-window volatility, chosen on development banks that the study's figures do not use
-    (``benchmarks/results/dynamics.md``).
+    The defaults (fraction 0.3, hold 3) are our starting values (the paper publishes no formula),
+    with a 64-point DSI window and a 16-window volatility, chosen on development banks that the
+    study's figures do not use (``benchmarks/results/dynamics.md``).
 
     Example:
         >>> x = np.abs(np.random.default_rng(0).normal(size=(5, 360)).cumsum(axis=1)) + 1.0

@@ -1,4 +1,4 @@
-"""Failure labels of a training run: the rules of SIGNALS.md §3 and the meta-classifier's features.
+"""Failure labels of a training run: threshold rules and the meta-classifier's features.
 
 Pure numpy over per-epoch curves (no torch, no model). Two things live here:
 
@@ -32,7 +32,7 @@ LABELS = ("nonfinite", "exploding_gradient", "vanishing_gradient", "dying_relu",
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc")
 OPTIONAL_KEYS = ("test_acc", "grad_norm_first", "grad_norm_last", "zero_grad_frac", "weight_norm")
 
-#: Thresholds of the rules (SIGNALS.md §3, "thresholds to start from").
+#: Thresholds of the rules: common starting values from practice, not fitted to our corpus.
 RULES = {
     "diverge_factor": 10.0,  # nonfinite: a loss grows past 10x its first value, or past 10x ln(C)
     "exploding_ratio": 70.0,  # ||g_first|| / ||g_last|| >= 70
