@@ -6,7 +6,7 @@ Optuna or Ray Tune), ``decide`` with ``TrialHistory``, ``Population``, ``Policy`
 ``Probe.should_stop``), ``train``/``fit`` and ``load_dataset`` (reference trainer and bundled data); ``diagnose`` (the
 failure meta-classifier: labels with probabilities and reasons); ``recommend`` (which guidance
 network to train an MLP with: ``automl.guidance.recommender``; the networks are in ``automl.guidance.enn``).
-torch is imported only when a torch-facing name is first used.
+Every name loads on first use, so ``import automl`` imports neither torch, scipy nor XGBoost.
 
 Packages, in data-flow order: ``automl.training`` (datasets, probe, trainer) feeds records through
 ``automl.reporting`` to the pruners (``automl.decision``); ``automl.search`` runs whole searches
@@ -16,11 +16,9 @@ holds the guidance networks and their recommender.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-from automl.decision import Policy, Population, TrialHistory, Verdict, converged_verdict, decide
-from automl.records import EpochRecord, LayerStats
+from automl import _lazy
 
 __version__ = "0.1.0"
 
@@ -46,22 +44,24 @@ __all__ = [
     "recommend",
 ]
 
-_LAZY = {
-    "Probe": "automl.training.probe",
-    "report": "automl.reporting",
-    "train": "automl.training.trainer",
-    "fit": "automl.training.trainer",
-    "evaluate": "automl.training.trainer",
-    "load_dataset": "automl.training.data",
-    "from_tensors": "automl.training.data",
-    "Dataset": "automl.training.data",
-    "diagnose": "automl.diagnosis",
-    "Diagnosis": "automl.diagnosis",
-    "recommend": "automl.guidance.recommender",
-}
+_LAZY = _lazy.table({
+    "automl.training.probe": ("Probe",),
+    "automl.records": ("EpochRecord", "LayerStats"),
+    "automl.reporting": ("report",),
+    "automl.decision": ("decide", "converged_verdict", "TrialHistory", "Population", "Policy", "Verdict"),
+    "automl.training.trainer": ("train", "fit", "evaluate"),
+    "automl.training.data": ("load_dataset", "from_tensors", "Dataset"),
+    "automl.diagnosis": ("diagnose", "Diagnosis"),
+    "automl.guidance.recommender": ("recommend",),
+})
+__getattr__, __dir__ = _lazy.attributes(__name__, _LAZY, __all__)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'automl' has no attribute {name!r}")
+if TYPE_CHECKING:  # what type checkers and IDEs read; at run time each name loads on first use
+    from automl.decision import Policy, Population, TrialHistory, Verdict, converged_verdict, decide
+    from automl.diagnosis import Diagnosis, diagnose
+    from automl.guidance.recommender import recommend
+    from automl.records import EpochRecord, LayerStats
+    from automl.reporting import report
+    from automl.training.data import Dataset, from_tensors, load_dataset
+    from automl.training.probe import Probe
+    from automl.training.trainer import evaluate, fit, train

@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from automl.decision.policy import DEFAULT_RISK
+from automl.decision.defaults import DEFAULT_RISK
 from automl.training.data import DATASETS
 
 __all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]

@@ -94,7 +94,7 @@ def train(X: np.ndarray, y: np.ndarray, *, rounds: int, seed: int) -> Forecaster
                   "monotone_constraints": "(" + ",".join(map(str, MONOTONE)) + ")",
                   "seed": seed, "nthread": os.cpu_count() or 1}
         boosters.append(xgb.train(params, data, num_boost_round=rounds, obj=pinball))
-    return Forecaster(boosters)
+    return Forecaster.from_boosters(boosters)
 
 
 def calibration(model: Forecaster, X: np.ndarray, y: np.ndarray, kinds: np.ndarray) -> dict:

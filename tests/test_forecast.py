@@ -281,7 +281,7 @@ def test_the_numpy_tree_walk_gives_xgboosts_numbers():
     rows = rng.normal(0, 1, (model.SMALL, len(NAMES))).astype(np.float32)
     rows[rng.random(rows.shape) < 0.15] = np.nan
     ours = model._trees.predict(rows)
-    theirs = np.stack([np.asarray(b.inplace_predict(rows)) for b in model._boosters], axis=1)
+    theirs = np.stack([np.asarray(b.inplace_predict(rows)) for b in model.boosters()], axis=1)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 

@@ -37,21 +37,9 @@ when the probe found its layer dynamics settled and its metric has not improved 
 ``Policy`` holds one group of settings per check (``policy.py``), in one flat validated model.
 """
 
-from automl.decision.convergence import converged_verdict
-from automl.decision.core import CHECKS, FORECAST_CHECKS, Check, decide, diverged
-from automl.decision.failure import RELATIVE_FAILURES
-from automl.decision.policy import (
-    CapacitancePolicy,
-    ConvergencePolicy,
-    FailurePolicy,
-    FallbackPolicy,
-    ForecasterPolicy,
-    ForecastPolicy,
-    GuardPolicy,
-    Policy,
-    RankPolicy,
-)
-from automl.decision.verdict import Population, TrialHistory, Verdict
+from typing import TYPE_CHECKING
+
+from automl import _lazy
 
 __all__ = [
     "TrialHistory",
@@ -74,3 +62,30 @@ __all__ = [
     "FailurePolicy",
     "ConvergencePolicy",
 ]
+
+_LAZY = _lazy.table({
+    "automl.decision.convergence": ("converged_verdict",),
+    "automl.decision.core": ("CHECKS", "FORECAST_CHECKS", "Check", "decide", "diverged"),
+    "automl.decision.failure": ("RELATIVE_FAILURES",),
+    "automl.decision.policy": ("CapacitancePolicy", "ConvergencePolicy", "FailurePolicy", "FallbackPolicy", "ForecasterPolicy",
+                               "ForecastPolicy", "GuardPolicy", "Policy", "RankPolicy"),
+    "automl.decision.verdict": ("Population", "TrialHistory", "Verdict"),
+})
+__getattr__, __dir__ = _lazy.attributes(__name__, _LAZY, __all__)
+
+if TYPE_CHECKING:  # the checks (and scipy under them) load on first use: `automl --help` does not wait for them
+    from automl.decision.convergence import converged_verdict
+    from automl.decision.core import CHECKS, FORECAST_CHECKS, Check, decide, diverged
+    from automl.decision.failure import RELATIVE_FAILURES
+    from automl.decision.policy import (
+        CapacitancePolicy,
+        ConvergencePolicy,
+        FailurePolicy,
+        FallbackPolicy,
+        ForecasterPolicy,
+        ForecastPolicy,
+        GuardPolicy,
+        Policy,
+        RankPolicy,
+    )
+    from automl.decision.verdict import Population, TrialHistory, Verdict

@@ -12,13 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from automl.decision.defaults import DEFAULT_RISK
+
 __all__ = ["Policy", "DEFAULT_RISK", "GuardPolicy", "RankPolicy", "ForecastPolicy", "FallbackPolicy", "CapacitancePolicy",
            "FailurePolicy", "ForecasterPolicy", "ConvergencePolicy"]
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid")
-#: The forecast rule's default ``risk`` (chosen by replay on the tuning half of the tasks;
-#: benchmarks/results/forecast_rungs_tune.md). The CLI, the service and ``SearchSettings`` use it.
-DEFAULT_RISK = 0.002
 
 
 class GuardPolicy(BaseModel):

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features
+from automl.trees import Trees
 
 __all__ = ["QUANTILES", "MONOTONE", "Forecast", "Forecaster", "load_forecaster", "p_below", "frame_from_curves",
            "training_rows", "MODEL_PATH"]
@@ -74,80 +75,6 @@ class Forecast:
         return float(np.interp(level, QUANTILES, self.quantiles))
 
 
-class _Trees:
-    """The boosters' trees (one booster per quantile level) as flat arrays, walked for all trees at once with numpy: a decision
-    asks for one row, where XGBoost's own predict spends ~0.5 ms per call in setup alone. Reads
-    XGBoost's JSON model (numeric splits; a missing value takes the default branch; leaves hold
-    their value in ``split_conditions``) and gives the same numbers to float32 rounding
-    (``tests/test_forecast.py`` checks it against ``inplace_predict``)."""
-
-    def __init__(self, models: Sequence[dict]) -> None:
-        trees, base = [], []
-        for model in models:  # one booster per quantile level, one output each
-            learner = model["learner"]
-            if int(learner["learner_model_param"].get("num_target", "1")) != 1:
-                raise ValueError("each of the forecaster's boosters must predict one quantile level.")
-            base.append(_base_score(learner))
-            trees.append(learner["gradient_booster"]["model"]["trees"])
-        rounds = {len(t) for t in trees}
-        if len(rounds) != 1:
-            raise ValueError(f"the forecaster's boosters must have as many trees each, but have {sorted(rounds)}.")
-        k, per = len(trees), rounds.pop()
-        flat = [tree for r in range(per) for tree in (trees[q][r] for q in range(k))]  # round-major: quantile cycles
-        if any(int(t["tree_param"].get("size_leaf_vector", "1")) > 1 or any(t["split_type"]) for t in flat):
-            raise ValueError("the forecaster's trees must have scalar leaves and numeric splits only.")
-        sizes = [len(t["left_children"]) for t in flat]
-        offset = np.cumsum([0, *sizes[:-1]])
-        cat = lambda key, dt: np.concatenate([np.asarray(t[key], dtype=dt) for t in flat])  # noqa: E731
-        left, right = cat("left_children", np.int64), cat("right_children", np.int64)
-        tree_of = np.repeat(np.arange(len(flat)), sizes)
-        leaf = left < 0
-        here = np.arange(len(left))
-        # child[node, 0] the left child, child[node, 1] the right; a leaf points to itself twice
-        self.child = np.stack([np.where(leaf, here, left + offset[tree_of]), np.where(leaf, here, right + offset[tree_of])], 1)
-        self.feature = cat("split_indices", np.int64)
-        self.threshold = cat("split_conditions", np.float32)
-        self.default_right = ~cat("default_left", bool)
-        self.roots = offset.astype(np.int64)
-        self.base = np.asarray(base, dtype=np.float64)
-        self.depth = _depth(flat)
-
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        x = np.asarray(rows, dtype=np.float32)
-        n, t = len(x), len(self.roots)
-        node = np.tile(self.roots, n)  # row-major: row i's trees at [i * t, (i + 1) * t)
-        base = np.repeat(np.arange(n) * x.shape[1], t)
-        flat = x.ravel()
-        missing = bool(np.isnan(flat).any())
-        for _ in range(self.depth):
-            v = flat[base + self.feature[node]]
-            right = v >= self.threshold[node]  # False for nan: XGBoost goes left iff v < threshold
-            if missing:
-                right = np.where(np.isnan(v), self.default_right[node], right)
-            node = self.child[node, right.view(np.int8)]
-        leaves = self.threshold[node].astype(np.float64).reshape(n, -1, len(self.base))
-        return leaves.sum(axis=1) + self.base
-
-
-def _base_score(learner: dict) -> float:
-    """The booster's base score (XGBoost writes it as a number, or as a one-element list)."""
-    raw = learner["learner_model_param"]["base_score"]
-    value = json.loads(raw) if raw.strip().startswith("[") else float(raw)
-    return float(value[0] if isinstance(value, list) else value)
-
-
-def _depth(trees: list) -> int:
-    """The deepest root-to-leaf path over the trees (edges)."""
-    deepest = 0
-    for t in trees:
-        depth = {0: 0}
-        for i, (a, b) in enumerate(zip(t["left_children"], t["right_children"])):
-            if a >= 0:
-                depth[a] = depth[b] = depth[i] + 1
-        deepest = max(deepest, max(depth.values()))
-    return deepest
-
-
 class Forecaster:
     """Trained quantile models, one ``xgboost.Booster`` per level of :data:`QUANTILES` (each with
     the monotone constraints: XGBoost ignores them in one booster fitting several quantile levels
@@ -156,13 +83,36 @@ class Forecaster:
     #: Up to this many rows are predicted by walking the trees in numpy (fast per call), more by XGBoost.
     SMALL = 16
 
-    def __init__(self, boosters: Sequence[object], names: Sequence[str] = NAMES) -> None:
+    def __init__(self, models: Sequence[dict], names: Sequence[str] = NAMES) -> None:
+        """``models``: one XGBoost JSON model document per quantile level (as ``Booster.save_raw("json")``)."""
         if tuple(names) != NAMES:
             raise ValueError(f"the model was trained on features {list(names)}, but this version computes {list(NAMES)}.")
-        if len(boosters) != len(QUANTILES):
-            raise ValueError(f"the forecaster needs one booster per quantile level ({len(QUANTILES)}), got {len(boosters)}.")
-        self._boosters = list(boosters)
-        self._trees = _Trees([json.loads(bytes(b.save_raw(raw_format="json"))) for b in self._boosters])  # type: ignore[attr-defined]
+        if len(models) != len(QUANTILES):
+            raise ValueError(f"the forecaster needs one booster per quantile level ({len(QUANTILES)}), got {len(models)}.")
+        self._models = [dict(m) for m in models]
+        self._trees = Trees(self._models)
+        self._boosters: Optional[list] = None  # XGBoost's, built for the first large batch
+
+    @classmethod
+    def from_boosters(cls, boosters: Sequence[object], names: Sequence[str] = NAMES) -> "Forecaster":
+        """From trained ``xgboost.Booster`` objects (one per quantile level)."""
+        forecaster = cls([json.loads(bytes(b.save_raw(raw_format="json"))) for b in boosters], names)  # type: ignore[attr-defined]
+        forecaster._boosters = list(boosters)
+        return forecaster
+
+    def boosters(self) -> list:
+        """The models as ``xgboost.Booster`` objects (one thread each; imports XGBoost)."""
+        if self._boosters is None:
+            import xgboost as xgb
+
+            boosters = []
+            for model in self._models:
+                booster = xgb.Booster()
+                booster.load_model(bytearray(json.dumps(model).encode()))
+                booster.set_param({"nthread": 1})
+                boosters.append(booster)
+            self._boosters = boosters
+        return self._boosters
 
     def predict_z(self, rows: np.ndarray) -> np.ndarray:
         """Sorted z quantiles, one row per feature row."""
@@ -170,8 +120,8 @@ class Forecaster:
         if len(rows) <= self.SMALL:
             out = self._trees.predict(rows)
         else:
-            out = np.stack([np.asarray(b.inplace_predict(rows), dtype=float).reshape(len(rows))  # type: ignore[attr-defined]
-                            for b in self._boosters], axis=1)
+            out = np.stack([np.asarray(b.inplace_predict(rows), dtype=float).reshape(len(rows))
+                            for b in self.boosters()], axis=1)
         return np.sort(out, axis=1)
 
     def forecast(self, own: np.ndarray, budget: int, frame: StudyFrame, epoch: Optional[int] = None) -> Forecast:
@@ -181,29 +131,21 @@ class Forecaster:
     def save(self, path: Path | str) -> None:
         """Write the boosters as one gzipped JSON document (XGBoost's own JSON model format; no
         pickle), with the feature names and quantile levels."""
-        doc = {"features": list(NAMES), "quantiles": list(QUANTILES),
-               "models": [json.loads(bytes(b.save_raw(raw_format="json"))) for b in self._boosters]}  # type: ignore[attr-defined]
+        doc = {"features": list(NAMES), "quantiles": list(QUANTILES), "models": self._models}
         Path(path).write_bytes(gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0))
 
 
 @lru_cache(maxsize=4)
 def load_forecaster(path: Optional[str] = None) -> Forecaster:
-    """The shipped forecaster (parsed once per process), or the one at ``path``."""
-    import xgboost as xgb
-
+    """The shipped forecaster (parsed once per process), or the one at ``path``. Reading it does
+    not import XGBoost: a decision walks the trees in numpy (:class:`automl.trees.Trees`)."""
     p = Path(path) if path else MODEL_PATH
     if not p.is_file():
         raise FileNotFoundError(f"no forecaster model at {str(p)!r}; train one with benchmarks/train_forecaster.py.")
     doc = json.loads(gzip.decompress(p.read_bytes()))
     if tuple(doc["quantiles"]) != QUANTILES:
         raise ValueError(f"the model at {str(p)!r} predicts quantiles {doc['quantiles']}, expected {list(QUANTILES)}.")
-    boosters = []
-    for model in doc["models"]:
-        booster = xgb.Booster()
-        booster.load_model(bytearray(json.dumps(model).encode()))
-        booster.set_param({"nthread": 1})
-        boosters.append(booster)
-    return Forecaster(boosters, doc["features"])
+    return Forecaster(doc["models"], doc["features"])
 
 
 def frame_from_curves(curves: Sequence[np.ndarray], budgets: Sequence[int], epoch: int, budget: int,

@@ -24,7 +24,6 @@ Architectures are written ``mlp:784-128-64-10`` (input, hidden widths, classes).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from automl.guidance.arch import arch_name, parse_arch
 from automl.training.data import Dataset
 from automl.validation import check_positive_int
 
@@ -44,41 +44,9 @@ __all__ = [
 ]
 
 SCALE = 0.15  # each side of a weight matrix is resized to this fraction (Ino 2024: 0.15² of the original)
-_ARCH = re.compile(r"^\s*([A-Za-z_]+)\s*:\s*(.+?)\s*$")
 
 
 # ------------------------------------------------------------------------------ architectures
-def parse_arch(spec: str) -> tuple[int, ...]:
-    """``"mlp:784-128-64-10"`` -> ``(784, 128, 64, 10)``; a malformed spec raises ``ValueError``
-    naming the part that is wrong."""
-    if not isinstance(spec, str):
-        raise ValueError(f"arch must be a string such as 'mlp:784-128-64-10', but got {type(spec).__name__} {spec!r}.")
-    m = _ARCH.match(spec)
-    if not m:
-        raise ValueError(f"arch {spec!r} must look like 'mlp:784-128-64-10' (family, then input-hidden...-classes).")
-    family, body = m.group(1).lower(), m.group(2)
-    if family != "mlp":
-        raise ValueError(f"arch {spec!r}: family {m.group(1)!r} is not supported; guidance networks read 'mlp' weights.")
-    parts = body.split("-")
-    dims = []
-    for i, p in enumerate(parts):
-        if not p.strip().isdigit() or int(p) < 1:
-            what = "input size" if i == 0 else "number of classes" if i == len(parts) - 1 else f"hidden width {i}"
-            raise ValueError(f"arch {spec!r}: {what} {p.strip()!r} (part {i + 1}) is not a positive integer.")
-        dims.append(int(p))
-    if len(dims) < 2:
-        raise ValueError(f"arch {spec!r} needs at least an input size and a number of classes, e.g. 'mlp:784-10'.")
-    if dims[-1] < 2:
-        raise ValueError(f"arch {spec!r}: number of classes {dims[-1]} must be at least 2.")
-    if max(dims) > 100_000:
-        raise ValueError(f"arch {spec!r}: width {max(dims)} is over 100000.")
-    return tuple(dims)
-
-
-def arch_name(dims: Sequence[int]) -> str:
-    return "mlp:" + "-".join(str(int(d)) for d in dims)
-
-
 def build_mlp(dims: Sequence[int], *, init: str = "default", seed: int = 0) -> nn.Sequential:
     """An MLP ``dims[0] -> ... -> dims[-1]`` with ReLU; ``init`` is ``default`` (PyTorch's) or
     ``he`` (Kaiming normal, fan-in, zero biases)."""
@@ -224,7 +192,7 @@ def gradcam(enn: ENN, model_or_matrices: nn.Module | Sequence[torch.Tensor], lay
     try:
         from captum.attr import LayerGradCam
     except ImportError:
-        raise ImportError("gradcam needs captum: pip install captum (it is in the [dev] extra)") from None
+        raise ImportError('gradcam needs captum: pip install "automl-signals[explain]" (".[explain]" in a clone)') from None
     if not isinstance(enn, ENN):
         raise TypeError(f"gradcam reads an image ENN's conv layer; got {type(enn).__name__}.")
     mats = weight_matrices(model_or_matrices) if isinstance(model_or_matrices, nn.Module) else list(model_or_matrices)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from automl.decision.policy import DEFAULT_RISK
+from automl.decision.defaults import DEFAULT_RISK
 from automl.records import METRICS
 
 __all__ = ["SearchSettings", "PRUNERS", "BACKENDS", "check_signal_options", "trial_seed", "sampler_seed", "worker_id",

@@ -9,8 +9,7 @@ torch, so the names below load on first use: importing this package imports noth
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from automl import _lazy
 
 __all__ = [
     "Dataset", "DATASETS", "load_dataset", "from_tensors", "from_image_folder",
@@ -19,16 +18,10 @@ __all__ = [
     "NCP", "ShadowNCP", "install_ncp_head", "find_features", "find_head", "DEFAULT_HIDDEN",
 ]
 
-_LAZY = {
-    **dict.fromkeys(("Dataset", "DATASETS", "load_dataset", "from_tensors", "from_image_folder"), "automl.training.data"),
-    **dict.fromkeys(("Probe", "find_layers", "STOP_ATTRS", "converged_stop", "auto_every_k_steps"), "automl.training.probe"),
-    **dict.fromkeys(("fit", "train", "evaluate", "TrainResult", "make_optimizer", "OPTIMIZERS"), "automl.training.trainer"),
-    **dict.fromkeys(("NCP", "ShadowNCP", "install_ncp_head", "find_features", "find_head", "DEFAULT_HIDDEN"),
-                    "automl.training.ncp"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'automl.training' has no attribute {name!r}")
+_LAZY = _lazy.table({
+    "automl.training.data": ("Dataset", "DATASETS", "load_dataset", "from_tensors", "from_image_folder"),
+    "automl.training.probe": ("Probe", "find_layers", "STOP_ATTRS", "converged_stop", "auto_every_k_steps"),
+    "automl.training.trainer": ("fit", "train", "evaluate", "TrainResult", "make_optimizer", "OPTIMIZERS"),
+    "automl.training.ncp": ("NCP", "ShadowNCP", "install_ncp_head", "find_features", "find_head", "DEFAULT_HIDDEN"),
+})
+__getattr__, __dir__ = _lazy.attributes(__name__, _LAZY, __all__)
