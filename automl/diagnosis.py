@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, features, rule_labels
+from automl.trees import Trees
 from automl.validation import check_optional_positive_int, check_positive_int
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
@@ -121,46 +122,37 @@ class DiagnosisModel:
         self.doc = doc
         self.threshold = float(doc.get("threshold", 0.5))
         self.k_range = tuple(doc["k_range"])
-        self._views: dict[str, dict[str, tuple[Optional[Any], float, float]]] = {}
+        self._views: dict[str, tuple[list[str], Optional[Trees], np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def heads(self, view: str) -> dict[str, tuple[Optional[Any], float, float]]:
-        """The view's heads, target -> (booster or None, Platt a, Platt b); built on first use."""
+    def heads(self, view: str) -> tuple[list[str], Optional[Trees], np.ndarray, np.ndarray, np.ndarray]:
+        """The view's heads, built on first use: (targets, their boosters' trees, which targets have
+        a booster, Platt a, Platt b). A head without a booster (a label never seen in training) is
+        its Platt intercept alone."""
         if view not in self.doc["views"]:
             raise ValueError(f"unknown view {view!r}; expected one of {list(self.doc['views'])}.")
         if view not in self._views:
-            import xgboost as xgb
-
-            built = {}
-            with xgb.config_context(nthread=1):  # see predict()
-                for target, head in self.doc["views"][view].items():
-                    booster = None
-                    if head["booster"] is not None:
-                        booster = xgb.Booster()
-                        booster.load_model(bytearray(json.dumps(head["booster"]), "utf-8"))
-                    a, b = head["platt"]
-                    built[target] = (booster, float(a), float(b))
-            self._views[view] = built
+            heads = self.doc["views"][view]
+            targets = list(heads)
+            boosted = np.array([heads[t]["booster"] is not None for t in targets])
+            trees = Trees([heads[t]["booster"] for t in targets if heads[t]["booster"] is not None]) if boosted.any() else None
+            a = np.array([float(heads[t]["platt"][0]) for t in targets])
+            b = np.array([float(heads[t]["platt"][1]) for t in targets])
+            self._views[view] = (targets, trees, boosted, a, b)
         return self._views[view]
 
     def predict(self, X: np.ndarray, view: str = "full") -> dict[str, np.ndarray]:
         """Calibrated probabilities per target (the view's labels and ``"any"``) for rows of
-        features computed from runs restricted to ``view`` (:func:`restrict`)."""
-        import xgboost as xgb
-
-        heads = self.heads(view)
+        features computed from runs restricted to ``view`` (:func:`restrict`). The trees are walked
+        in numpy (:class:`automl.trees.Trees`): no XGBoost import, no thread pool, a few ms a row."""
+        targets, trees, boosted, a, b = self.heads(view)
         X = np.atleast_2d(np.asarray(X, dtype=float))
-        out = {}
-        # One thread: a run is a row or a few, and XGBoost's OpenMP pool, once started, hangs every
-        # process forked afterwards (a replay or search with jobs > 1 after a diagnosis in the parent).
-        with xgb.config_context(nthread=1):
-            dm = xgb.DMatrix(X, missing=np.nan)
-            for target, (booster, a, b) in heads.items():
-                z = np.full(len(X), b)
-                if booster is not None:
-                    p = np.clip(booster.predict(dm), 1e-6, 1 - 1e-6)
-                    z = z + a * np.log(p / (1 - p))
-                out[target] = 1.0 / (1.0 + np.exp(-z))
-        return out
+        z = np.broadcast_to(b, (len(X), len(targets))).copy()
+        if trees is not None:
+            # the booster's probability, clipped as before, then Platt scaling of its log-odds
+            p = np.clip(1.0 / (1.0 + np.exp(-trees.predict(X))), 1e-6, 1 - 1e-6)
+            z[:, boosted] += a[boosted] * np.log(p / (1 - p))
+        probs = 1.0 / (1.0 + np.exp(-z))
+        return {target: probs[:, i] for i, target in enumerate(targets)}
 
 
 @functools.lru_cache(maxsize=4)
@@ -237,6 +229,46 @@ def run_from_records(records: Sequence[Any], n_classes: Optional[int] = None) ->
 
 
 # ----------------------------------------------------------------------------------- input checks
+def _record_keys() -> frozenset[str]:
+    """The keys an epoch record may carry: ``EpochRecord``'s fields (as ``compact()`` writes them)
+    and the flat layer statistics of ``automl.records.tune_metrics``."""
+    from automl.records import EpochRecord
+
+    return frozenset(EpochRecord.model_fields) | set(GROUPS["grad"]) | {"weight_norm", "n_layers"}
+
+
+def validate_records(records: Sequence[Any]) -> list[Any]:
+    """Check a list of epoch records (``EpochRecord`` objects, or their ``compact()`` dicts as JSON)
+    and return it; anything else raises ``ValueError`` naming the record and the key.
+
+    Example:
+        >>> validate_records([{"epoch": 1, "loss": 0.3}])
+        Traceback (most recent call last):
+        ...
+        ValueError: record 0 has unknown key(s) ['loss']; an epoch record has train_loss, val_loss, train_acc, val_acc and optionally ...
+    """
+    if len(records) == 0:
+        raise ValueError("the list of epoch records is empty; give one record per epoch (at least 2), e.g. "
+                         '[{"epoch": 1, "train_loss": 2.1, "val_loss": 2.2, "train_acc": 0.3, "val_acc": 0.3}, ...], '
+                         "or an object of per-epoch lists.")
+    allowed = _record_keys() | {key for key in CURVE_KEYS}
+    for i, r in enumerate(records):
+        if not isinstance(r, Mapping) and not hasattr(r, "compact"):
+            raise ValueError(f"record {i} is {type(r).__name__} {r!r:.40}; each record must be an object with the epoch's "
+                             f"{', '.join(CURVE_KEYS)} (or give an object of per-epoch lists instead of a list).")
+        if isinstance(r, Mapping):
+            unknown = sorted(str(key) for key in r if key not in allowed and not str(key).startswith("dynamics_"))
+            if unknown:
+                raise ValueError(f"record {i} has unknown key(s) {unknown}; an epoch record has {', '.join(CURVE_KEYS)} and "
+                                 f"optionally {', '.join(sorted(allowed - set(CURVE_KEYS)))}.")
+    dicts = [r if isinstance(r, Mapping) else r.compact() for r in records]
+    absent = [key for key in CURVE_KEYS if not any(key in r for r in dicts)]
+    if absent:
+        raise ValueError(f"no record has {', '.join(repr(k) for k in absent)}; each epoch record needs {', '.join(CURVE_KEYS)} "
+                         "(null where a value was not finite).")
+    return list(records)
+
+
 def validate_curves(curves: Any) -> dict[str, Any]:
     """Check a curves object (the JSON of ``automl diagnose``) and return it as float lists.
 
@@ -339,9 +371,10 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     if isinstance(records_or_curves, Mapping):
         run = validate_curves(records_or_curves)
     elif isinstance(records_or_curves, Sequence) and not isinstance(records_or_curves, (str, bytes)):
-        run = validate_curves(run_from_records(records_or_curves))
+        run = validate_curves(run_from_records(validate_records(records_or_curves)))
     else:
-        raise ValueError(f"diagnose() takes a list of EpochRecords or a curves mapping, not {type(records_or_curves).__name__}.")
+        raise ValueError("a run must be an object of per-epoch lists or a list of epoch records, not "
+                         f"{type(records_or_curves).__name__} {records_or_curves!r:.40}.")
     if n_classes is not None:
         run["n_classes"] = int(n_classes)
     model = model or load_model()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -146,6 +147,30 @@ def test_cli_json_and_errors(tmp_path):
     path.write_text("{not json")
     res = CliRunner().invoke(cli, ["diagnose", str(path)])
     assert res.exit_code == 2 and "not JSON" in res.output
+
+
+@pytest.mark.parametrize("doc, needle", [
+    ([1, 2, 3], "record 0 is int 1"),
+    ([], "the list of epoch records is empty"),
+    ([{"a": 1}, {"b": 2}], "record 0 has unknown key(s) ['a']"),
+    ([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_acc": 0.5}] * 3, "no record has 'train_acc'"),
+    ("text", "a run must be an object of per-epoch lists or a list of epoch records, not str"),
+    (None, "not NoneType"),
+])
+def test_a_json_array_or_other_value_is_refused_by_name(tmp_path, doc, needle):
+    """A list is read as epoch records: each an object with the curve keys and no unknown key;
+    anything else is a one-line error, exit code 2, never a traceback or a made-up label."""
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    res = CliRunner().invoke(cli, ["diagnose", str(path)])
+    assert res.exit_code == 2 and needle in res.output and isinstance(res.exception, (type(None), SystemExit)), res.output
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        diagnose(doc)
+
+
+def test_epoch_records_as_json_are_diagnosed_like_the_curves():
+    records = _records(FLAT)
+    assert diagnose(records).labels == diagnose(FLAT).labels
 
 
 def _records(curves):
