@@ -29,7 +29,7 @@ def cmd_zoo(args) -> None:
     from automl.guidance.recommender import build_zoo
 
     t = time.time()
-    metas = build_zoo(jobs=args.jobs, runs=args.runs, guided_runs=args.guided_runs)
+    metas = build_zoo(jobs=args.jobs, replace_shipped=True, runs=args.runs, guided_runs=args.guided_runs)
     for m in metas:
         print(m["name"], "beta", m["beta"], "R2 holdout", [round(r["r2_holdout"], 3) for r in m["fit"]], flush=True)
     print(f"zoo built in {time.time() - t:.0f} s", flush=True)
@@ -39,11 +39,11 @@ def cmd_gains(args) -> None:
     from automl.guidance.recommender import fit_recommender, measure_gains
 
     t = time.time()
-    doc = measure_gains(seeds=range(args.seeds), jobs=args.jobs, resume=args.resume)
+    doc = measure_gains(seeds=range(args.seeds), jobs=args.jobs, resume=args.resume, replace_shipped=True)
     print(f"gains measured in {time.time() - t:.0f} s", flush=True)
     for arch, cells in doc["table"].items():
         print(arch, {k: round(v["mean"], 2) for k, v in cells.items()}, flush=True)
-    print(json.dumps(fit_recommender(), indent=1))
+    print(json.dumps(fit_recommender(replace_shipped=True), indent=1))
 
 
 EVAL_ARCHS = [(784, 64, 10), (784, 128, 10), (784, 256, 10), (784, 128, 64, 10), (64, 64, 10), (64, 64, 32, 10)]

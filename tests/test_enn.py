@@ -35,7 +35,8 @@ def digits():
 @pytest.mark.parametrize("spec, part", [
     ("cnn:3-16-10", "family 'cnn'"), ("mlp:784-x-10", "hidden width 1 'x' (part 2)"), ("mlp:0-10", "input size '0'"),
     ("mlp:784-10-1", "number of classes 1"), ("784-10", "must look like"), ("mlp:784", "at least an input size"),
-    ("mlp:784-64-ten", "number of classes 'ten'"),
+    ("mlp:784-64-ten", "number of classes 'ten'"), ("mlp:²-10", "input size '²' (part 1)"),
+    ("mlp:784-" + "9" * 5000 + "-10", "hidden width 1 (part 2, 5000 digits) is over 100000"),
 ])
 def test_a_malformed_arch_names_the_part(spec, part):
     with pytest.raises(ValueError) as err:
@@ -168,6 +169,53 @@ def test_cli_recommend():
     assert len(doc["recommendations"]) == 2 and doc["confidence"] in ("normal", "low")
     res = CliRunner().invoke(cli, ["recommend", "--arch", "mlp:784--10"])
     assert res.exit_code == 2 and "part 2" in res.output
+
+
+
+def test_the_shown_spread_includes_the_regressors_error_on_architectures_it_did_not_see():
+    """The ± of a recommendation is at least the leave-one-architecture-out error, not only the
+    bootstrap spread (which is small where the regressor is confidently wrong)."""
+    from automl import recommend
+
+    rec = recommend("mlp:784-128-64-10", top=6)
+    assert rec["loao_rmse"] > 0.1
+    for r in rec["recommendations"]:
+        assert r["uncertainty"] >= rec["loao_rmse"] - 1e-3 and r["uncertainty"] >= r["bootstrap_spread"]
+    assert any("left out of its fit" in n for n in rec["notes"])
+
+
+def test_the_output_says_when_no_measured_gain_is_significant():
+    from automl.guidance.recommender import holm, measured_gain, recommend
+
+    g = measured_gain([0.5, 0.1, 0.4, 0.2, 0.3])
+    assert g["mean"] == 0.3 and g["ci95"][0] < 0.3 < g["ci95"][1] and 0.005 < g["p"] < 0.02
+    assert measured_gain([0.1, 0.1])["p"] is None  # no spread: no test
+    assert holm({"a": 0.001, "b": 0.03, "c": 0.04}) == {"a"} and holm({"a": 0.03, "b": 0.04}) == set()
+    assert holm({"a": 0.02, "b": 0.03}) == {"a", "b"}  # 0.02 <= 0.05/2, then 0.03 <= 0.05/1
+    # on mlp:784-64-64-10 the best measured gain has p = 0.07: nothing is significant, and the output says so
+    rec = recommend("mlp:784-64-64-10", top=6)
+    assert rec["significant"] == [] and any("no measured gain on this architecture is significant" in n for n in rec["notes"])
+    assert all(not r["evidence"]["measured_here"]["significant"] for r in rec["recommendations"])
+    # on mlp:784-128-64-10 one ENN's gain survives Holm's correction, and only that one is marked
+    rec = recommend("mlp:784-128-64-10", top=6)
+    marked = [r["enn"] for r in rec["recommendations"] if r["evidence"]["measured_here"]["significant"]]
+    assert marked == rec["significant"] == ["img-m5k-narrow"]
+    # an architecture nobody measured says that too
+    rec = recommend("mlp:784-300-10")
+    assert rec["significant"] is None and any("no gain was measured on this architecture" in n for n in rec["notes"])
+    res = CliRunner().invoke(cli, ["recommend", "--arch", "mlp:784-64-64-10"], env={"COLUMNS": "160"})
+    assert res.exit_code == 0 and "(n.s.)" in res.output and "no measured gain on this architecture is significant" in res.output
+
+
+def test_enn_train_does_not_write_over_the_shipped_zoo(tmp_path):
+    from automl.guidance.recommender import build_zoo, fit_recommender, measure_gains, zoo_dir
+
+    for call in (lambda: build_zoo(jobs=1), lambda: build_zoo(zoo_dir(), jobs=1), lambda: measure_gains(jobs=1),
+                 lambda: fit_recommender()):
+        with pytest.raises(ValueError, match="write over the shipped zoo"):
+            call()
+    res = CliRunner().invoke(cli, ["enn", "train", "--out", str(zoo_dir())])
+    assert res.exit_code == 2 and "write over the shipped zoo" in res.output
 
 
 def test_gradcam_maps_back_to_the_weight_matrix():

@@ -5,7 +5,8 @@
 - :func:`measure_gains`: the test-accuracy gain, in points, of training each target architecture
   guided by each ENN over plain backprop, at equal epochs and paired seeds;
 - :func:`fit_recommender`: XGBoost over ENN and architecture features predicting that gain, a
-  bootstrap ensemble whose spread is the uncertainty;
+  bootstrap ensemble; the uncertainty shown combines its spread with its leave-one-architecture-out
+  error, and measured gains come with a paired t-test (Holm-corrected over the ENNs);
 - :func:`recommend`: ENNs ranked by predicted gain for an architecture, with the evidence, and a
   plain "low confidence" when the architecture is outside what the zoo has seen.
 
@@ -20,14 +21,15 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from automl.guidance.enn import arch_name, parse_arch
+from automl.guidance.arch import arch_name, parse_arch
+from automl.trees import Trees
 from automl.validation import check_positive_int
 
 __all__ = ["ZOO", "TARGET_ARCHS", "DATASET_BY_INPUT", "build_zoo", "measure_gains", "fit_recommender",
@@ -56,6 +58,15 @@ TRAIN_EPOCHS = 10  # epochs of the runs the ENNs learn from, and of the gain mea
 
 def zoo_dir() -> Path:
     return Path(str(resources.files("automl").joinpath("models/enn")))
+
+
+def _writable(path: Optional[str | os.PathLike], replace_shipped: bool) -> Path:
+    """The zoo folder a build writes into; the shipped zoo only when asked by name."""
+    d = Path(path) if path is not None else zoo_dir()
+    if d.resolve() == zoo_dir().resolve() and not replace_shipped:
+        raise ValueError(f"this would write over the shipped zoo in {d}; give another folder (`automl enn train --out DIR`, "
+                         "then `automl recommend --zoo DIR`), or pass replace_shipped=True (--replace-shipped) on purpose.")
+    return d
 
 
 def pool_map(fn: Callable, jobs_args: list, jobs: int) -> list:
@@ -121,9 +132,11 @@ def build_one(args: tuple) -> dict[str, Any]:
 
 
 def build_zoo(out: Optional[str | os.PathLike] = None, *, jobs: int = 2, runs: int = 60, guided_runs: int = 30,
-              epochs: int = TRAIN_EPOCHS, specs: Optional[Sequence[dict[str, Any]]] = None) -> list[dict[str, Any]]:
-    """Train the zoo's ENNs into ``out`` (default: the package's ``models/enn``) and write ``zoo.json``."""
-    out = Path(out or zoo_dir())
+              epochs: int = TRAIN_EPOCHS, specs: Optional[Sequence[dict[str, Any]]] = None,
+              replace_shipped: bool = False) -> list[dict[str, Any]]:
+    """Train the zoo's ENNs into ``out`` and write ``zoo.json``. Writing into the shipped zoo (``out``
+    None or the package's ``models/enn``) needs ``replace_shipped=True``."""
+    out = _writable(out, replace_shipped)
     out.mkdir(parents=True, exist_ok=True)
     metas = pool_map(build_one, [(s, str(out), runs, guided_runs, epochs) for s in (specs or ZOO)], jobs)
     (out / "zoo.json").write_text(json.dumps({"enns": metas}, indent=1))
@@ -150,12 +163,12 @@ def load_zoo(path: Optional[str | os.PathLike] = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ gains
 def measure_gains(zoo_path: Optional[str | os.PathLike] = None, *, archs: Sequence[Sequence[int]] = TARGET_ARCHS,
                   seeds: Sequence[int] = range(5), epochs: int = TRAIN_EPOCHS, jobs: int = 2,
-                  resume: bool = False) -> dict[str, Any]:
+                  resume: bool = False, replace_shipped: bool = False) -> dict[str, Any]:
     """Test accuracy of each architecture trained plainly and guided by each ENN (its β), paired
     seeds, equal epochs; gain = guided − plain in points. Writes ``gains.json`` beside the zoo.
     With ``resume``, the seeds an existing ``gains.json`` (same epochs) already holds are kept
-    and only the others are run."""
-    zoo = load_zoo(zoo_path)
+    and only the others are run. Writing into the shipped zoo needs ``replace_shipped=True``."""
+    zoo = load_zoo(_writable(zoo_path, replace_shipped))
     old = zoo.get("gains") if resume else None
     if old is not None and old.get("epochs") != epochs:
         raise ValueError(f"cannot resume: gains.json was measured at {old.get('epochs')} epochs, not {epochs}.")
@@ -261,12 +274,14 @@ def _predict(boosters: Sequence[Any], x: np.ndarray) -> tuple[np.ndarray, np.nda
     return preds.mean(0), preds.std(0)
 
 
-def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: int = 10, seed: int = 0) -> dict[str, Any]:
+def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: int = 10, seed: int = 0,
+                    replace_shipped: bool = False) -> dict[str, Any]:
     """Fit the gain regressor on every measured (ENN, architecture) pair, judge it by
-    leave-one-architecture-out, and write ``recommender.json.gz`` beside the zoo."""
+    leave-one-architecture-out, and write ``recommender.json.gz`` beside the zoo (the shipped zoo
+    only with ``replace_shipped=True``)."""
     from scipy.stats import spearmanr
 
-    zoo = load_zoo(zoo_path)
+    zoo = load_zoo(_writable(zoo_path, replace_shipped))
     if not zoo.get("gains"):
         raise FileNotFoundError(f"no gains.json in {zoo['dir']}; run measure_gains first.")
     cols, x, y, groups, names = _training_rows(zoo)
@@ -286,7 +301,10 @@ def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: i
     pooled = spearmanr(pred_all, y).statistic
     evaluation = {"per_arch": per_arch, "mean_spearman": float(np.mean(rhos)) if rhos else None,
                   "pooled_spearman": float(pooled), "top1_within_0.3": float(np.mean([a["regret"] <= 0.3 for a in per_arch])),
-                  "median_regret": float(np.median([a["regret"] for a in per_arch]))}
+                  "median_regret": float(np.median([a["regret"] for a in per_arch])),
+                  # how far a predicted gain lands from the measured one on an architecture left out:
+                  # part of the spread recommend() shows, beside the bootstrap models' disagreement
+                  "rmse": float(np.sqrt(np.mean((pred_all - y) ** 2)))}
     boosters = _fit_boosters(x, y, n_models, seed)
     doc = {"version": 1, "features": cols, "boosters": [json.loads(b.save_raw("json").decode()) for b in boosters],
            "loao": evaluation, "target": "test-accuracy gain over plain backprop, points"}
@@ -299,22 +317,48 @@ def fit_recommender(zoo_path: Optional[str | os.PathLike] = None, *, n_models: i
 _CACHE: dict[str, Any] = {}
 
 
-def _loaded(path: Optional[str | os.PathLike]) -> tuple[dict[str, Any], list[Any]]:
-    import xgboost as xgb
-
+def _loaded(path: Optional[str | os.PathLike]) -> tuple[dict[str, Any], Trees]:
+    """The zoo and its gain regressor (the bootstrap boosters' trees, walked in numpy: no XGBoost import)."""
     key = str(path or zoo_dir())
     if key not in _CACHE:
         zoo = load_zoo(path)
         if not zoo.get("recommender"):
             raise FileNotFoundError(f"no recommender.json.gz in {zoo['dir']}; build it with `automl enn train`.")
-        boosters = []
-        with xgb.config_context(nthread=1):
-            for tree in zoo["recommender"]["boosters"]:
-                b = xgb.Booster()
-                b.load_model(bytearray(json.dumps(tree), "utf-8"))
-                boosters.append(b)
-        _CACHE[key] = (zoo, boosters)
+        _CACHE[key] = (zoo, Trees(zoo["recommender"]["boosters"]))
     return _CACHE[key]
+
+
+def measured_gain(gains: Sequence[float]) -> dict[str, Any]:
+    """A measured gain over paired seeds: mean, 95% interval and two-sided p of a paired t-test.
+
+    Example:
+        >>> g = measured_gain([0.5, 0.1, 0.4, 0.2, 0.3])
+        >>> g["mean"], g["n"], g["ci95"], round(g["p"], 4)
+        (0.3, 5, [0.104, 0.496], 0.0109)
+    """
+    from scipy.special import stdtr, stdtrit  # scipy.special only: a few ms, not scipy.stats' second
+
+    x = np.asarray(gains, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    mean = float(x.mean()) if n else float("nan")
+    if n < 2 or float(x.std(ddof=1)) == 0.0:
+        return {"mean": round(mean, 3), "n": n, "ci95": None, "p": None}
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(stdtrit(n - 1, 0.975)) * se
+    p = float(2.0 * stdtr(n - 1, -abs(mean) / se))
+    return {"mean": round(mean, 3), "n": n, "ci95": [round(mean - half, 3), round(mean + half, 3)], "p": p}
+
+
+def holm(pvalues: Mapping[str, Optional[float]], alpha: float = 0.05) -> set[str]:
+    """The keys whose p-value stays significant under Holm's step-down correction at ``alpha``."""
+    ranked = sorted((p, k) for k, p in pvalues.items() if p is not None)
+    m, significant = len(pvalues), set()
+    for i, (p, k) in enumerate(ranked):
+        if p > alpha / (m - i):
+            break
+        significant.add(k)
+    return significant
 
 
 def recommend(arch: str, top: int = 3, *, zoo_path: Optional[str | os.PathLike] = None) -> dict[str, Any]:
@@ -327,11 +371,17 @@ def recommend(arch: str, top: int = 3, *, zoo_path: Optional[str | os.PathLike] 
     """
     dims = parse_arch(arch)
     top = check_positive_int("top", top)
-    zoo, boosters = _loaded(zoo_path)
+    zoo, trees = _loaded(zoo_path)
     cols = zoo["recommender"]["features"]
     metas = zoo["enns"]
     feats = [pair_features(m, dims) for m in metas]
-    mean, sd = _predict(boosters, np.array([[f[c] for c in cols] for f in feats]))
+    preds = trees.predict(np.array([[f[c] for c in cols] for f in feats]))  # (ENNs, bootstrap models)
+    mean, boot = preds.mean(1), preds.std(1)
+    loao = zoo["recommender"]["loao"]
+    rmse = loao.get("rmse")
+    # what a user should read as the prediction's error: the bootstrap models' disagreement and the
+    # regressor's measured error on architectures it was not fitted on
+    spread = np.sqrt(boot ** 2 + (rmse or 0.0) ** 2)
     measured = zoo["gains"]["table"] if zoo.get("gains") else {}
     notes = []
     if not any(f["cov_same_input"] for f in feats):
@@ -340,24 +390,47 @@ def recommend(arch: str, top: int = 3, *, zoo_path: Optional[str | os.PathLike] 
     elif not any(f["cov_width_inside"] and f["cov_depth_inside"] and f["cov_same_input"] for f in feats):
         notes.append("its widths or depth lie outside every guidance network's training runs: the ranking is extrapolated")
     name = arch_name(dims)
-    if name in measured:
-        notes.append("this architecture was measured: evidence lists the measured gains")
+    here = {enn: measured_gain(cell["gains"]) for enn, cell in measured.get(name, {}).items() if cell.get("gains")}
+    significant = holm({enn: g["p"] for enn, g in here.items()})
+    if here:
+        best = max(here, key=lambda e: here[e]["mean"])
+        if significant:
+            notes.append(f"measured on this architecture ({here[best]['n']} paired seeds): "
+                         + ", ".join(f"{e} {here[e]['mean']:+.2f} (p={here[e]['p']:.3g})" for e in sorted(significant, key=lambda e: -here[e]["mean"]))
+                         + f" significant after Holm's correction over the {len(here)} ENNs")
+        else:
+            p_best = here[best]["p"]
+            notes.append(f"no measured gain on this architecture is significant ({len(here)} ENNs, {here[best]['n']} paired "
+                         f"seeds each, Holm's correction, alpha 0.05): the best, {best}, measured {here[best]['mean']:+.2f}"
+                         + (f" (p={p_best:.2g})" if p_best is not None else ""))
+    else:
+        n_sig = sum(bool(holm({e: measured_gain(c["gains"])["p"] for e, c in cells.items() if c.get("gains")}))
+                    for cells in measured.values())
+        notes.append(f"no gain was measured on this architecture; on {n_sig} of the {len(measured)} measured ones some "
+                     "ENN's gain is significant (paired t-test, Holm's correction, alpha 0.05)")
+    if rmse is not None:
+        notes.append(f"± is the regressor's error on architectures left out of its fit ({rmse:.2f} points) combined with "
+                     "its bootstrap spread; gains are test-accuracy points over plain backprop at equal epochs")
     order = np.argsort(-mean)[:top]
     recs = []
     for i in order:
         m = metas[i]
-        near = sorted(measured, key=lambda a: _distance(parse_arch(a), dims))[:2]
-        recs.append({"enn": m["name"], "predicted_gain": round(float(mean[i]), 3), "uncertainty": round(float(sd[i]), 3),
-                     "beta": m["beta"],
-                     "evidence": {"trained_on": {"dataset": m["dataset"], "architectures": m["pool"]},
-                                  "held_out_r2": round(float(m["fit"][-1]["r2_holdout"]), 3),
-                                  "measured_gain_nearby": {a: round(measured[a][m["name"]]["mean"], 3) for a in near
-                                                           if m["name"] in measured.get(a, {})}}})
-    low = bool(notes and "extrapolated" in notes[0]) or float(np.max(sd[order])) > 1.0
-    if float(np.max(sd[order])) > 1.0:
+        near = sorted((a for a in measured if a != name), key=lambda a: _distance(parse_arch(a), dims))[:2]
+        evidence: dict[str, Any] = {
+            "trained_on": {"dataset": m["dataset"], "architectures": m["pool"]},
+            "held_out_r2": round(float(m["fit"][-1]["r2_holdout"]), 3),
+            "measured_gain_nearby": {a: round(measured[a][m["name"]]["mean"], 3) for a in near if m["name"] in measured.get(a, {})},
+        }
+        if m["name"] in here:
+            evidence["measured_here"] = {**here[m["name"]], "significant": m["name"] in significant}
+        recs.append({"enn": m["name"], "predicted_gain": round(float(mean[i]), 3), "uncertainty": round(float(spread[i]), 3),
+                     "bootstrap_spread": round(float(boot[i]), 3), "beta": m["beta"], "evidence": evidence})
+    low = bool(notes and "extrapolated" in notes[0]) or float(np.max(boot[order])) > 1.0
+    if float(np.max(boot[order])) > 1.0:
         notes.append("the regressor's bootstrap models disagree by more than a point on this architecture")
     return {"arch": name, "dataset": DATASET_BY_INPUT.get(dims[0]), "confidence": "low" if low else "normal",
-            "notes": notes, "recommendations": recs}
+            "notes": notes, "significant": sorted(significant) if here else None, "loao_rmse": rmse,
+            "recommendations": recs}
 
 
 def _distance(a: Sequence[int], b: Sequence[int]) -> float:
