@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import click
 
-from automl.decision.policy import DEFAULT_RISK
+from automl.decision.defaults import DEFAULT_RISK
 from automl.search import BACKENDS, PRUNERS
 from automl.training.data import DATASETS
 
@@ -88,11 +88,13 @@ def search(
     overwrite: bool,
     as_json: bool,
 ) -> None:
-    """Run a search, show progress, print the leaderboard, and keep the study in STORAGE."""
+    """Run a search, show progress, print the leaderboard, and keep the study in STORAGE. Ctrl-C
+    ends the running trial (FAIL, with the reason), prints the leaderboard so far and the command
+    that resumes the study, and exits 130."""
     import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from automl.search import SearchSettings, WorkerError, run_search, run_workers
+    from automl.search import SearchSettings
+    from automl.search.optuna_backend import interruptible
     from automl.storage import StorageError, open_storage
 
     if (failure or converge) and pruner != "signal":
@@ -104,11 +106,42 @@ def search(
         heartbeat=heartbeat, failure=failure, converge=converge, risk=risk,
     )
     try:
-        open_storage(storage)  # fail fast, before data and models load
+        before = _trial_count(open_storage(storage), settings.study_name) if not overwrite else 0  # fail fast, before data loads
     except StorageError as exc:
         raise click.UsageError(str(exc)) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()
+    guard = interruptible() if backend == "optuna" else contextlib.nullcontext()  # Ray Tune handles Ctrl-C itself
+    try:
+        with guard:
+            study, worker_error = _run_with_progress(settings, workers, overwrite, as_json)
+    except KeyboardInterrupt as exc:
+        _interrupted(settings, getattr(exc, "how", "interrupted by the user (Ctrl-C)"), before, as_json, start)
+    _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)
+    if worker_error:
+        click.echo(f"error: {worker_error}", err=True)
+        sys.exit(1)
+
+
+def _trial_count(storage: Any, name: str) -> int:
+    """Trials the study ``name`` holds already (0 if there is no such study)."""
+    import optuna
+
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0
+
+
+def _run_with_progress(settings: Any, workers: int, overwrite: bool, as_json: bool) -> tuple[Any, Optional[str]]:
+    """Run the search under a progress bar: (the study, a worker error or None)."""
+    import optuna
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from automl.search import WorkerError, run_search, run_workers
+    from automl.storage import open_storage
+
+    trials, storage = settings.trials, settings.storage
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), console=_console(stderr=True), transient=False, disable=as_json,
@@ -137,10 +170,53 @@ def search(
                     study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-    _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=storage)
-    if worker_error:
-        click.echo(f"Error: {worker_error}", err=True)
-        sys.exit(1)
+    return study, worker_error
+
+
+def _interrupted(settings: Any, how: str, before: int, as_json: bool, start: float) -> None:
+    """After Ctrl-C or SIGTERM: end this process's running trials with the reason, print the
+    leaderboard so far and the command that resumes the study, and exit 130."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from automl.search.settings import worker_id
+    from automl.storage import fail_trial, open_storage
+
+    if settings.storage.strip() == "memory":
+        click.echo(f"{how}: the study was kept in memory only and is gone.", err=True)
+        sys.exit(130)
+    study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
+    me = worker_id()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == me:  # a trial stopped before its objective could say why
+            fail_trial(study, t, how)
+    ours = study.get_trials(deepcopy=False)[before:]
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ours)
+    stopped = sum(t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith(how) for t in ours)
+    _print_study(study, as_json=as_json, wall_s=time.perf_counter() - start, storage=settings.storage)
+    left = max(1, settings.trials - finished)
+    running = f"the {stopped} running trials ended FAIL" if stopped != 1 else "the running trial ended FAIL"
+    click.echo(f"{how}: {finished} of {settings.trials} trials finished and are kept; {running} with that reason. "
+               f"Resume with:\n  {_resume_command(settings.study_name, left)}", err=True)
+    sys.exit(130)
+
+
+def _resume_command(study_name: str, trials: int) -> str:
+    """The `automl search` command line of this call, to add ``trials`` more trials to the same study."""
+    import shlex
+
+    ctx = click.get_current_context()
+    words = ["automl", "search"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in ("overwrite", "study_name", "trials", "as_json"):
+            continue
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or value is False:
+            continue
+        flag = max(param.opts, key=len)
+        words += [flag] if param.is_flag else [flag, str(value)]
+    words += ["--study", study_name, "--trials", str(trials)]
+    return shlex.join(words)
 
 
 @cli.command()
@@ -155,13 +231,19 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        st = open_storage(storage, must_exist=True)
+        st = open_storage(storage, read_only=True)
     except StorageError as exc:
         raise click.UsageError(str(exc)) from None
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+        if study_name in names:
+            study = optuna.load_study(study_name=study_name, storage=st)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file fails in the storage's own way
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise click.UsageError(f"cannot read storage {storage!r}: it is not a readable Optuna storage "
+                               f"({type(exc).__name__}: {detail}).") from None
     if study_name not in names:
         raise click.UsageError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}.")
-    study = optuna.load_study(study_name=study_name, storage=st)
     if len(study.directions) > 1:
         raise click.UsageError(f"study {study_name!r} has {len(study.directions)} objectives; automl show reads single-objective studies.")
     _print_study(study, as_json=as_json, storage=storage)
@@ -233,14 +315,20 @@ def recommend(arch: str, top: int, zoo_path: Optional[str], as_json: bool) -> No
 
     console = Console()
     table = Table(title=f"{result['arch']}: guidance networks by predicted gain (confidence {result['confidence']})")
-    for col in ("ENN", "gain (points)", "±", "β", "evidence: trained on; held-out R²; measured gains nearby"):
+    for col in ("ENN", "predicted gain", "±", "measured here (95% CI; p)", "β", "evidence: trained on; held-out R²; measured nearby"):
         table.add_column(col)
     for r in result["recommendations"]:
         ev = r["evidence"]
         near = ", ".join(f"{a[4:]}: {g:+.2f}" for a, g in ev["measured_gain_nearby"].items())
-        table.add_row(r["enn"], f"{r['predicted_gain']:+.2f}", f"{r['uncertainty']:.2f}", f"{r['beta']:g}",
+        here = ev.get("measured_here")
+        shown = "not measured"
+        if here:
+            ci = f" [{here['ci95'][0]:+.2f}, {here['ci95'][1]:+.2f}]" if here["ci95"] else ""
+            p_value = f"; p={here['p']:.2g}" if here["p"] is not None else ""
+            shown = f"{here['mean']:+.2f}{ci}{p_value}" + ("" if here["significant"] else " (n.s.)")
+        table.add_row(r["enn"], f"{r['predicted_gain']:+.2f}", f"{r['uncertainty']:.2f}", shown, f"{r['beta']:g}",
                       f"{ev['trained_on']['dataset']} x{len(ev['trained_on']['architectures'])} archs; "
-                      f"R² {ev['held_out_r2']:.2f}; nearby {near or 'none'}")
+                      f"R² {ev['held_out_r2']:.2f}; {near or 'none'}")
     console.print(table)
     for note in result["notes"]:
         console.print(f"- {note}", highlight=False)
@@ -252,24 +340,32 @@ def enn() -> None:
 
 
 @enn.command("train")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Folder for the zoo (default: the package's models/enn).")
+@click.option("--out", default="enn-zoo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the new zoo; use it with `automl recommend --zoo DIR`.")
+@click.option("--replace-shipped", is_flag=True, help="Write over the zoo shipped in the package (for maintainers).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Processes.")
 @click.option("--runs", type=click.IntRange(min=5), default=60, show_default=True, help="Plain runs each ENN learns from.")
 @click.option("--guided-runs", type=click.IntRange(min=0), default=30, show_default=True, help="Then runs guided by the ENN itself.")
 @click.option("--seeds", type=click.IntRange(min=2), default=5, show_default=True, help="Seeds per gain measurement (the shipped table has 15).")
-def enn_train(out: Optional[str], jobs: int, runs: int, guided_runs: int, seeds: int) -> None:
+def enn_train(out: str, replace_shipped: bool, jobs: int, runs: int, guided_runs: int, seeds: int) -> None:
     """Train the K=6 guidance networks, measure each one's gain on 12 architectures, and fit the
-    recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json.gz)."""
-    from automl.guidance.recommender import build_zoo, fit_recommender, measure_gains
+    recommender (writes enn-*.pt, zoo.json, gains.json and recommender.json.gz into --out; hours
+    on 2 cores)."""
+    from automl.guidance.recommender import build_zoo, fit_recommender, measure_gains, zoo_dir
 
-    start = time.perf_counter()
-    metas = build_zoo(out, jobs=jobs, runs=runs, guided_runs=guided_runs)
+    target = zoo_dir() if replace_shipped else out
+    try:
+        start = time.perf_counter()
+        metas = build_zoo(target, jobs=jobs, runs=runs, guided_runs=guided_runs, replace_shipped=replace_shipped)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(f"zoo: {len(metas)} ENNs in {time.perf_counter() - start:.0f} s", err=True)
-    measure_gains(out, seeds=range(seeds), jobs=jobs)
+    measure_gains(target, seeds=range(seeds), jobs=jobs, replace_shipped=replace_shipped)
     click.echo(f"gains measured ({time.perf_counter() - start:.0f} s)", err=True)
-    ev = fit_recommender(out)
+    ev = fit_recommender(target, replace_shipped=replace_shipped)
     click.echo(f"recommender: top-1 within 0.3 points on {100 * ev['top1_within_0.3']:.0f}% of held-out architectures, "
-               f"mean Spearman {ev['mean_spearman']}; {time.perf_counter() - start:.0f} s in all")
+               f"mean Spearman {ev['mean_spearman']}, error {ev['rmse']:.2f} points; {time.perf_counter() - start:.0f} s in all"
+               + ("" if replace_shipped else f"; use it with `automl recommend --zoo {target}`"))
 
 
 @cli.command()
@@ -393,7 +489,11 @@ def bench_record(space: str, dataset: str, runs: int, epochs: int, min_epochs: O
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    import os
+
+    # a terminal's own width, or COLUMNS when set; a pipe without COLUMNS gets wide lines, not 80
+    wide = not (sys.stderr if stderr else sys.stdout).isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=200 if wide else None)
 
 
 def _fmt_params(params: dict[str, Any]) -> str:
@@ -417,12 +517,18 @@ def _print_study(study: Any, *, as_json: bool, storage: str, wall_s: Optional[fl
         click.echo(json.dumps(out, indent=2, allow_nan=False))  # strict JSON: non-finite -> null
         return
     metric = summary["metric"]
-    table = Table(title=f"study {study.study_name} ({metric}, {summary['direction']})")
-    for col, just in (("trial", "right"), ("state", "left"), (metric, "right"), ("epochs", "right"), ("params", "left"), ("reason", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+    from rich import box
+
+    # no vertical rules: at 80 columns that leaves each "name=value" its line
+    table = Table(title=f"study {study.study_name} ({metric}, {summary['direction']})", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    for col, just in (("trial", "right"), ("state", "left"), (metric, "right"), ("epochs", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # numbers never split across lines; the text columns give way
+    for col in ("params", "reason"):  # they share what is left; a "name=value" has a line of its own
+        table.add_column(col, justify="left", overflow="fold", ratio=1)
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
-        table.add_row(str(r["number"]), r["state"], value, str(r["epochs"]), _fmt_params(r["params"]), r["reason"])
+        table.add_row(str(r["number"]), r["state"], value, str(r["epochs"]), _fmt_params(r["params"]).replace(" ", "\n"), r["reason"])
     console = _console()
     console.print(table)
     states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
@@ -435,7 +541,10 @@ def _print_study(study: Any, *, as_json: bool, storage: str, wall_s: Optional[fl
     )
     took = f" in {summary['wall_s']} s" if "wall_s" in summary else ""
     console.print(f"{summary['trials']} trials ({states}){took}; {summary['epochs_used']} epochs{share}; {best}.")
-    console.print(f"stored in {storage} as {study.study_name!r}: automl show {study.study_name} --storage {storage}")
+    if storage.strip() == "memory":
+        console.print("kept in memory only: the study is gone when this command exits (--storage sqlite:///FILE keeps it).")
+    else:
+        console.print(f"stored in {storage} as {study.study_name!r}: automl show {study.study_name} --storage {storage}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -19,9 +19,10 @@ checks the calls against the installed Optuna and refuses one outside :data:`OPT
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from automl.validation import check_optional_positive_int
@@ -45,13 +46,18 @@ def _journal_path(url: str) -> str | None:
     return None
 
 
-def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = None) -> Any:
+def open_storage(url: str, *, must_exist: bool = False, read_only: bool = False, heartbeat: int | None = None) -> Any:
     """An Optuna storage for ``url`` (see the module docstring); raises ``StorageError``.
 
     With ``must_exist``, a SQLite or journal file that is not there is an error instead of
-    being created (for commands that only read). ``heartbeat`` (seconds, SQL storages only):
-    trials send a heartbeat that often, and one silent for twice that is failed as stale.
+    being created. With ``read_only`` (for commands that only read, such as ``automl show``) the
+    storage must exist and already hold Optuna's tables, and it is opened so that nothing can be
+    written to it: SQLite read-only, PostgreSQL in read-only transactions. A zero-byte or foreign
+    SQLite file is refused by name, never turned into an Optuna storage. ``heartbeat`` (seconds,
+    SQL storages only): trials send a heartbeat that often, and one silent for twice that is
+    failed as stale.
     """
+    must_exist = must_exist or read_only
     try:
         heartbeat = check_optional_positive_int("heartbeat", heartbeat, minimum=0)  # seconds; 0: off
     except ValueError as e:
@@ -72,7 +78,12 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = 
             raise StorageError(f"cannot open storage {url!r}: folder {str(parent)!r} does not exist.")
         if must_exist and not Path(path).expanduser().exists():
             raise StorageError(f"cannot open storage {url!r}: file {path!r} does not exist.")
-        return JournalStorage(JournalFileBackend(str(Path(path).expanduser())))
+        try:
+            return JournalStorage(JournalFileBackend(str(Path(path).expanduser())))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # the replay of a line that is not Optuna's
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise StorageError(f"cannot open storage {url!r}: {path!r} is not an Optuna journal file "
+                               f"({type(exc).__name__}: {detail}); it was left unchanged.") from None
     if "://" not in url:
         raise StorageError(
             f"cannot open storage {url!r}: expected sqlite:///FILE, journal:///FILE, "
@@ -86,16 +97,66 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat: int | None = 
                 raise StorageError(f"cannot open storage {url!r}: folder {str(parent)!r} does not exist.")
             if must_exist and not Path(db).expanduser().exists():
                 raise StorageError(f"cannot open storage {url!r}: file {db!r} does not exist.")
+    engine_kwargs: dict[str, Any] | None = {"pool_pre_ping": True} if not url.startswith("sqlite") else None
+    if read_only:
+        url, engine_kwargs = _read_only(url, engine_kwargs or {})
+        if url.startswith("sqlite:///file:"):
+            return _reader(url)
     try:
         beats = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable since 2.9
-            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None, **beats)
-    except ModuleNotFoundError as exc:
-        raise StorageError(f"cannot open storage {url!r}: driver {exc.name!r} is not installed (pip install {exc.name}).") from None
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+    except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
+        missing = exc.name or getattr(exc.__cause__, "name", None) or "the database driver"
+        extra = ' (pip install "automl-signals[postgres]", or pip install ".[postgres]" in a clone)' \
+            if url.startswith("postgres") else f" (pip install {missing})"
+        raise StorageError(f"cannot open storage {url!r}: driver {missing!r} is not installed{extra}.") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for a bad URL or host
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot open storage {url!r}: {first_line}") from None
+
+
+def _read_only(url: str, engine_kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and engine options that open an existing Optuna SQL storage without writing to it."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        db = Path(url[len("sqlite:///"):].split("?", 1)[0]).expanduser().resolve()
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open storage {url!r}: {db} is not a SQLite database ({exc}).") from None
+        missing = sorted({"studies", "trials", "version_info", "alembic_version"} - tables)
+        if missing:
+            what = "an empty file" if not tables else f"a SQLite database without Optuna's tables ({', '.join(missing)} missing)"
+            raise StorageError(f"cannot open storage {url!r}: {db} is {what}, not an Optuna storage; it was left unchanged.")
+        return f"sqlite:///file:{db}?mode=ro&uri=true", engine_kwargs
+    if url.startswith("postgresql"):
+        return url, {**engine_kwargs, "connect_args": {"options": "-c default_transaction_read_only=on"}}
+    return url, engine_kwargs
+
+
+def _reader(url: str) -> Any:
+    """An ``RDBStorage`` over a SQLite file opened read-only, built without Optuna's schema-version
+    manager: that manager writes a version row when it finds none and imports Alembic (a third of
+    what ``automl show`` takes). The file was checked to hold Optuna's tables (:func:`_read_only`);
+    a schema too old to read is reported by reopening it the usual way. The attributes are those
+    ``RDBStorage.__init__`` sets (``tests/test_storages.py`` compares them with the installed Optuna)."""
+    import sqlalchemy
+    from optuna.storages import RDBStorage
+    from sqlalchemy import orm
+
+    storage = RDBStorage.__new__(RDBStorage)
+    storage.__dict__.update(
+        engine_kwargs={}, url=url, skip_compatibility_check=True, heartbeat_interval=None, grace_period=None,
+        heartbeat_stale_trial_callback=None, failed_trial_callback=None,
+        engine=sqlalchemy.engine.create_engine(url),
+    )
+    storage.scoped_session = orm.scoped_session(orm.sessionmaker(bind=storage.engine))
+    storage._version_manager = None  # noqa: SLF001 - no schema upgrades from a read-only view
+    return storage
 
 
 def study_storage(study: Any) -> Any:

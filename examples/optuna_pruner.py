@@ -5,6 +5,7 @@ Two lines join the loop to the pruner: `probe.step()` after each optimizer step,
 readable reason in its user attributes (`prune_reason`).
 
     python examples/optuna_pruner.py            # 24 trials x 12 epochs on digits, about a minute on 2 CPUs
+    python examples/optuna_pruner.py --converge # also stop a trial whose layer dynamics settled
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--converge", action="store_true",
+                        help="Policy(convergence='dynamics'): a trial whose layer dynamics settled ends COMPLETE early")
     args = parser.parse_args()
+    policy = automl.Policy(convergence="dynamics") if args.converge else automl.Policy()
 
     data = automl.load_dataset("digits")  # bundled with scikit-learn; nothing is downloaded
     x, y = data.x_train, data.y_train
@@ -45,7 +49,8 @@ def main() -> None:
         model = make_model(trial, x[0].numel(), data.n_classes)
         lr = trial.suggest_float("lr", 1e-4, 3.0, log=True)  # the top of this range diverges
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-        probe = automl.Probe(model, probe_batch=data.x_val[:256], optimizer=opt)
+        k = automl.training.auto_every_k_steps(len(x), 64, args.epochs) if args.converge else None  # >= 200 points a run
+        probe = automl.Probe(model, probe_batch=data.x_val[:256], optimizer=opt, every_k_steps=k)
         val_acc = 0.0
         for epoch in range(1, args.epochs + 1):
             model.train()
@@ -62,13 +67,15 @@ def main() -> None:
             automl.report(record, trial, metric="val_acc")  # trial.report + the record in user attrs
             if trial.should_prune():
                 raise optuna.TrialPruned()
+            if args.converge and probe.should_stop(trial, metric="val_acc", policy=policy):  # user_attrs["stop_reason"] says why
+                break
         return val_acc
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # set_metric_names
     study = optuna.create_study(
         direction="maximize",
-        pruner=SignalPruner(max_epochs=args.epochs),
+        pruner=SignalPruner(policy, max_epochs=args.epochs),
         sampler=optuna.samplers.TPESampler(seed=args.seed),
     )
     study.set_metric_names(["val_acc"])  # names the metric in prune reasons
@@ -80,6 +87,8 @@ def main() -> None:
     print(f"best val_acc {study.best_value:.4f} with {study.best_params}")
     for t in pruned[:8]:
         print(f"  trial {t.number} pruned at epoch {t.user_attrs['prune_epoch']}: {t.user_attrs['prune_reason']}")
+    for t in [t for t in study.trials if "stop_reason" in t.user_attrs][:8]:
+        print(f"  trial {t.number} converged at epoch {t.user_attrs['stop_epoch']}: {t.user_attrs['stop_reason']}")
 
 
 if __name__ == "__main__":

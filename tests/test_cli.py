@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,106 @@ def test_converge_traces_activations_and_a_settled_trial_finishes_complete(monke
     assert rows[0]["state"] == "COMPLETE" and rows[0]["epochs"] == 2
     assert rows[0]["reason"] == "layer dynamics settled (test)"
     assert rows[0]["value"] == study.trials[0].intermediate_values[2]  # the value it reached
+
+
+LIGHT = textwrap.dedent(
+    """
+    import json, sys
+    from click.testing import CliRunner
+    from automl.cli import cli
+    args = json.loads(sys.argv[1])
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code in (0, 2), res.output
+    heavy = ("torch", "xgboost", "sklearn", "scipy.stats", "scipy.signal", "ray")
+    print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+    """
+)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["search", "--help"], ["show", "s", "--storage", "sqlite:///{db}"],
+                                  ["diagnose", "{curves}"], ["recommend", "--arch", "mlp:784-128-64-10"]])
+def test_the_quick_commands_load_no_torch_scipy_stats_or_xgboost(tmp_path, args):
+    """What keeps `automl --help`, `show`, `diagnose` and `recommend` quick (timed by
+    benchmarks/cli_startup.py, not here): none of them imports torch, XGBoost, scikit-learn,
+    scipy.stats/scipy.signal or Ray."""
+    import optuna
+
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'a.db'}")
+    curves = tmp_path / "c.json"
+    curves.write_text(json.dumps({"train_loss": [1.0, 0.5, 0.4], "val_loss": [1.0, 0.6, 0.5],
+                                  "train_acc": [0.5, 0.7, 0.8], "val_acc": [0.5, 0.6, 0.7]}))
+    args = [a.format(db=tmp_path / "a.db", curves=curves) for a in args]
+    out = subprocess.run([sys.executable, "-c", LIGHT, json.dumps(args)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_show_never_writes_to_a_file_that_is_not_a_study(tmp_path):
+    (tmp_path / "zero.db").touch()
+    out = automl("show", "x", "--storage", f"sqlite:///{tmp_path / 'zero.db'}", cwd=tmp_path)
+    assert out.returncode == 2 and "is an empty file, not an Optuna storage" in out.stderr
+    assert (tmp_path / "zero.db").stat().st_size == 0
+    (tmp_path / "bad.log").write_bytes(b"\xff\xfe not a journal\n")
+    out = automl("show", "x", "--storage", f"journal://{tmp_path / 'bad.log'}", cwd=tmp_path)
+    assert out.returncode == 2 and "is not an Optuna journal file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_memory_search_does_not_offer_a_show_command_that_cannot_work(tmp_path):
+    out = automl("search", "--space", "mlp", "--dataset", "digits", "--trials", "1", "--epochs", "1",
+                 "--storage", "memory", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "kept in memory only" in out.stdout and "automl show" not in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, how", [("SIGINT", "interrupted by the user (Ctrl-C)"), ("SIGTERM", "stopped by SIGTERM")])
+def test_an_interrupted_search_ends_its_trial_with_the_reason_and_says_how_to_resume(tmp_path, sig, how):
+    import signal
+    import time
+
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'i.db'}"
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "automl.cli"]
+    proc = subprocess.Popen([*cmd, "search", "--space", "mlp", "--dataset", "digits", "--trials", "50", "--epochs", "400",
+                             "--storage", db, "--study", "i", "--seed", "0"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait until a trial has reported an epoch
+        time.sleep(1)
+        try:
+            trials = optuna.load_study(study_name="i", storage=db).get_trials(deepcopy=False)
+        except (KeyError, Exception):  # noqa: BLE001 - the study may not exist yet
+            continue
+        if trials and trials[-1].last_step:
+            break
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and f"{how}:" in err and "Resume with:" in err
+    resume = err.split("Resume with:")[1].strip().splitlines()[0]
+    assert resume.startswith("automl search ") and "--study i" in resume and db in resume and "--overwrite" not in resume
+    assert "trial" in out and how in out  # the leaderboard so far, with the reason
+    failed = [t for t in optuna.load_study(study_name="i", storage=db).trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["fail_reason"].startswith(f"{how} during epoch ")
+    assert not [t for t in optuna.load_study(study_name="i", storage=db).trials if t.state.name == "RUNNING"]
+
+
+def test_the_leaderboard_fits_the_terminal_and_never_splits_a_number(tmp_path):
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    assert automl("search", "--space", "mlp", "--dataset", "digits", "--trials", "3", "--epochs", "2", "--storage", db,
+                  "--study", "w", cwd=tmp_path).returncode == 0
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "automl.cli"]
+    for columns in ("80", "100"):
+        out = subprocess.run([*cmd, "show", "w", "--storage", db], cwd=tmp_path, capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": columns}, timeout=120)
+        assert out.returncode == 0, out.stderr
+        table = out.stdout.split("\n3 trials")[0].splitlines()
+        assert max(len(line) for line in table) <= int(columns)
+        rows = [line.split() for line in table if line.strip()[:1].isdigit()]
+        assert len(rows) == 3  # one line per trial starts with its number, state, value and epochs, whole
+        for number, state, value, epochs, *_ in rows:
+            assert state in ("COMPLETE", "PRUNED") and 0.0 < float(value) <= 1.0 and int(epochs) in (1, 2)
+    piped = subprocess.run([*cmd, "show", "w", "--storage", db], cwd=tmp_path, capture_output=True, text=True,
+                           env={k: v for k, v in os.environ.items() if k != "COLUMNS"}, timeout=120)
+    assert max(len(line) for line in piped.stdout.splitlines()) > 80  # a pipe without COLUMNS gets wide lines

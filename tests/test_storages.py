@@ -120,3 +120,73 @@ def test_set_trial_attrs_and_fail_trial_through_a_frozen_trial(tmp_path, kind):
     assert (r.state, r.user_attrs["prune_reason"], r.user_attrs["prune_epoch"], r.system_attrs["fail_reason"]) == (
         TrialState.FAIL, "why", 3, "its worker died")
     assert (d.state, d.value, "fail_reason" in d.user_attrs) == (TrialState.COMPLETE, 1.0, False)
+
+
+# -- read-only opening (automl show): nothing is ever written -----------------------------------
+def _digest(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_read_only_refuses_empty_and_foreign_files_and_leaves_them_unchanged(tmp_path):
+    import sqlite3
+
+    empty, foreign, garbage = tmp_path / "zero.db", tmp_path / "foreign.db", tmp_path / "garbage.log"
+    empty.touch()
+    with sqlite3.connect(foreign) as con:
+        con.execute("CREATE TABLE invoices (id INTEGER)")
+    con.close()
+    garbage.write_bytes(b"garbage\x00\xff\n{\"op_code\": 99}\n")
+    before = {p: _digest(p) for p in (empty, foreign, garbage)}
+    with pytest.raises(StorageError, match="is an empty file, not an Optuna storage"):
+        open_storage(f"sqlite:///{empty}", read_only=True)
+    with pytest.raises(StorageError, match=r"without Optuna's tables \(alembic_version, studies, trials, version_info missing\)"):
+        open_storage(f"sqlite:///{foreign}", read_only=True)
+    with pytest.raises(StorageError, match="is not an Optuna journal file"):
+        open_storage(f"journal://{garbage}", read_only=True)
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all, just text that is long enough to have a header" * 3)
+    with pytest.raises(StorageError, match="is not a SQLite database"):
+        open_storage(f"sqlite:///{text}", read_only=True)
+    assert {p: _digest(p) for p in (empty, foreign, garbage)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.db", "garbage.log", "notes.db", "zero.db"]
+
+
+def test_the_read_only_reader_reads_what_the_storage_holds_and_cannot_write(tmp_path):
+    db = tmp_path / "s.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}", direction="maximize")
+    for i in range(3):
+        study.enqueue_trial({"x": i})
+        study.optimize(lambda t: t.suggest_float("x", 0, 5) ** 2, n_trials=1)
+    before = _digest(db)
+    reader = open_storage(f"sqlite:///{db}", read_only=True)
+    again = optuna.load_study(study_name="s", storage=reader)
+    assert [t.value for t in again.trials] == [t.value for t in study.trials] and again.best_trial.number == 2
+    with pytest.raises(optuna.exceptions.StorageInternalError):  # SQLite: attempt to write a readonly database
+        again.enqueue_trial({"x": 1.0})
+    assert _digest(db) == before
+
+
+def test_the_reader_sets_what_rdbstorage_sets():
+    """The read-only reader builds an RDBStorage without its schema-version manager; it must set the
+    same attributes the installed Optuna's RDBStorage.__init__ sets, or a new Optuna is not checked."""
+    from optuna.storages import RDBStorage
+
+    reader = open_storage.__globals__["_reader"]("sqlite:///file::memory:?uri=true")
+    assert set(vars(reader)) == set(vars(RDBStorage("sqlite:///:memory:")))
+
+
+def test_a_missing_postgres_driver_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_psycopg(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name.split(".")[0] == "psycopg":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_psycopg)
+    with pytest.raises(StorageError, match=r"driver 'psycopg' is not installed \(pip install \"automl-signals\[postgres\]\""):
+        open_storage("postgresql+psycopg://user@127.0.0.1:1/db")

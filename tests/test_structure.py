@@ -142,3 +142,13 @@ def test_no_private_name_imported_from_another_package(tree):
             if not (importer == home or importer.startswith(home + ".")):
                 bad.append(f"{path.relative_to(ROOT)}:{line}: from {target} import {', '.join(private) or '...'}")
     assert bad == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_is_marked_typed_and_ships_the_marker(package):
+    """PEP 561: without py.typed, type checkers ignore the packages' hints."""
+    import tomllib
+
+    assert (ROOT / package / "py.typed").is_file()
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in data.get(package, [])

@@ -7,9 +7,12 @@ the trials a killed worker left running. optuna and torch are imported only when
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 import zlib
@@ -18,7 +21,44 @@ from typing import Any, Optional
 
 from automl.search.settings import SearchSettings, _load_task, error_text, sampler_seed, trial_seed, worker_id
 
-__all__ = ["create_study", "run_optuna", "run_workers", "WorkerError"]
+__all__ = ["create_study", "run_optuna", "run_workers", "WorkerError", "Interrupted", "interruptible"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """The search was stopped by Ctrl-C or SIGTERM: each running trial ends ``FAIL`` with ``how`` in
+    its reason, finished trials are kept, and the study can be resumed."""
+
+    def __init__(self, how: str = "interrupted by the user (Ctrl-C)") -> None:
+        super().__init__(how)
+        self.how = how
+
+
+_STOP = threading.Event()  # set by the handler: trials in other threads stop at their next epoch
+_HOW = ["interrupted by the user (Ctrl-C)"]
+
+
+@contextlib.contextmanager
+def interruptible():
+    """While inside, SIGINT (Ctrl-C) and SIGTERM raise :class:`Interrupted` in this process, and
+    every trial it runs (in any thread) stops at its next epoch. Outside the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _HOW[0] = "interrupted by the user (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        _STOP.set()
+        logging.getLogger("optuna").setLevel(logging.ERROR)  # not Optuna's traceback of the trial it stops
+        raise Interrupted(_HOW[0])
+
+    _STOP.clear()
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _STOP.clear()
 
 
 def create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None, overwrite: bool = False) -> Any:
@@ -70,7 +110,11 @@ def _worker(settings: dict[str, Any]) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_optuna(SearchSettings(**settings))
+    with interruptible():  # Ctrl-C reaches every process of the group; SIGTERM from run_workers
+        try:
+            run_optuna(SearchSettings(**settings))
+        except Interrupted:
+            raise SystemExit(130) from None
 
 
 def run_workers(settings: SearchSettings, workers: int, *, overwrite: bool = False,
@@ -114,6 +158,18 @@ def run_workers(settings: SearchSettings, workers: int, *, overwrite: bool = Fal
             if not any(alive):
                 break
             time.sleep(poll_s)
+    except KeyboardInterrupt as exc:  # Ctrl-C also reached the workers (one process group); SIGTERM may not have
+        how = getattr(exc, "how", "interrupted by the user (Ctrl-C)")
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker fails its running trial with a reason and exits
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+                p.join()
+            _fail_orphans(study, f"{socket.gethostname()}:{p.pid}", p.exitcode, why=f"{how}; its worker stopped mid-trial")
+        raise
     finally:
         for p in procs:
             p.join()
@@ -139,14 +195,14 @@ def _exit_words(code: Optional[int]) -> str:
     return f"exit code {code}"
 
 
-def _fail_orphans(study: Any, worker: str, exitcode: Optional[int]) -> list[int]:
+def _fail_orphans(study: Any, worker: str, exitcode: Optional[int], why: Optional[str] = None) -> list[int]:
     """Mark ``FAIL`` the trials that ``worker`` left ``RUNNING``; returns their numbers (a trial a
     heartbeat check elsewhere already failed is left as it is)."""
     from optuna.trial import TrialState
 
     from automl.storage import fail_trial
 
-    why = f"its worker process {worker} ended mid-trial ({_exit_words(exitcode)})"
+    why = why or f"its worker process {worker} ended mid-trial ({_exit_words(exitcode)})"
     return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.user_attrs.get("worker") == worker and fail_trial(study, t, why)]
 
@@ -168,11 +224,17 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         # dropout are not bit-reproducible across runs (processes on a JournalStorage are).
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.n_jobs))
 
+    epochs_done: dict[int, int] = {}  # trial number -> its last finished epoch (for an interruption's reason)
+
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_id())
         try:
             return _objective(trial)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt as exc:  # Optuna marks it FAIL and re-raises: the search stops
+            how = getattr(exc, "how", "interrupted by the user (Ctrl-C)")
+            trial.set_user_attr("fail_reason", f"{how} during epoch {epochs_done.get(trial.number, 0) + 1} of {settings.epochs}")
             raise
         except Exception as exc:
             # Recorded as the trial's reason; Optuna then marks it FAIL and the search goes on.
@@ -188,6 +250,9 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
         def on_epoch(record):
             value = report(record, trial, metric=settings.metric)
             records.append(record)
+            epochs_done[trial.number] = record.epoch
+            if _STOP.is_set():  # another thread took the signal: this trial stops here too
+                raise Interrupted(_HOW[0])
             # The last epoch is paid for: finish the trial so the sampler sees its full result
             # (the replay benchmark counts epochs the same way).
             if record.epoch < settings.epochs and trial.should_prune():

@@ -77,7 +77,7 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
             ),
             run_config=tune.RunConfig(
                 name=settings.study_name,
-                storage_path=str(Path("ray_results").resolve()),
+                storage_path=None,  # Ray's own default (~/ray_results), not the working folder: the trials live in the study
                 verbose=0,
                 callbacks=[OptunaRecorder(study, space, metric, type(scheduler).__name__, on_trial_done)],
             ),
