@@ -148,11 +148,21 @@ def _run_with_progress(settings: Any, workers: int, overwrite: bool, as_json: bo
     ) as progress:
         task = progress.add_task(f"{settings.study_name}", total=trials, info="")
         counts: dict[str, int] = {}
+        saved = [0]  # epochs the pruner saved so far (trials stopped before their budget)
         worker_error: Optional[str] = None
+
+        def line(now: str = "") -> str:
+            done = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+            return " · ".join(s for s in (now, done, f"{saved[0]} epochs saved" if saved[0] else "") if s)
 
         def on_trial_done(trial: Any) -> None:
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-            progress.update(task, advance=1, info=", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())))
+            if trial.state.name in ("PRUNED", "COMPLETE"):  # a failed trial saved nothing
+                saved[0] += max(0, settings.epochs - int(trial.user_attrs.get("epochs") or trial.last_step or settings.epochs))
+            progress.update(task, advance=1, info=line())
+
+        def on_epoch(number: int, epoch: int) -> None:
+            progress.update(task, info=line(f"trial {number} epoch {epoch}/{settings.epochs}"))
 
         def on_progress(finished: int) -> None:
             progress.update(task, completed=finished, info=f"{workers} workers")
@@ -167,7 +177,7 @@ def _run_with_progress(settings: Any, workers: int, overwrite: bool, as_json: bo
                         worker_error = str(exc)
                         study = optuna.load_study(study_name=settings.study_name, storage=open_storage(storage))
                 else:
-                    study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done)
+                    study = run_search(settings, overwrite=overwrite, on_trial_done=on_trial_done, on_epoch=on_epoch)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     return study, worker_error

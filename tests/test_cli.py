@@ -257,3 +257,13 @@ def test_the_leaderboard_fits_the_terminal_and_never_splits_a_number(tmp_path):
     piped = subprocess.run([*cmd, "show", "w", "--storage", db], cwd=tmp_path, capture_output=True, text=True,
                            env={k: v for k, v in os.environ.items() if k != "COLUMNS"}, timeout=120)
     assert max(len(line) for line in piped.stdout.splitlines()) > 80  # a pipe without COLUMNS gets wide lines
+
+
+def test_run_search_reports_each_epoch_of_each_trial():
+    """What the progress bar's "trial n epoch e/E" line is fed from."""
+    from automl.search import SearchSettings, run_search
+
+    seen = []
+    run_search(SearchSettings(space="mlp", dataset="digits", trials=2, epochs=2, pruner="none", storage="memory", seed=0),
+               on_epoch=lambda number, epoch: seen.append((number, epoch)))
+    assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)]

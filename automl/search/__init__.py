@@ -27,6 +27,7 @@ def run_search(
     *,
     overwrite: bool = False,
     on_trial_done: Optional[Callable[[Any], None]] = None,
+    on_epoch: Optional[Callable[[int, int], None]] = None,
 ) -> Any:
     """Run the search and return the Optuna study holding its trials.
 
@@ -34,11 +35,13 @@ def run_search(
         settings: what to search (space, dataset, budget, backend, pruner, storage, seed).
         overwrite: delete an existing study of the same name first (else add trials to it).
         on_trial_done: called with each finished ``FrozenTrial`` (e.g. to advance a progress bar).
+        on_epoch: called with (trial number, epoch) after each epoch a trial of this process
+            finishes (Optuna backend; Ray reports finished trials only).
     """
     if settings.backend == "optuna":
         from automl.search.optuna_backend import run_optuna
 
-        return run_optuna(settings, overwrite=overwrite, on_trial_done=on_trial_done)
+        return run_optuna(settings, overwrite=overwrite, on_trial_done=on_trial_done, on_epoch=on_epoch)
     from automl.search.settings import _load_task
     from automl.storage import open_storage
 

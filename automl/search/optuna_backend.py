@@ -97,13 +97,14 @@ def run_optuna(
     *,
     overwrite: bool = False,
     on_trial_done: Optional[Callable[[Any], None]] = None,
+    on_epoch: Optional[Callable[[int, int], None]] = None,
 ) -> Any:
     """Run ``settings`` (backend ``optuna``) in this process; see :func:`automl.search.run_search`."""
     from automl.storage import open_storage
 
     space, data = _load_task(settings)
     storage = open_storage(settings.storage, heartbeat=settings.heartbeat)
-    return _run_optuna(settings, space, data, storage, overwrite, on_trial_done)
+    return _run_optuna(settings, space, data, storage, overwrite, on_trial_done, on_epoch)
 
 
 def _worker(settings: dict[str, Any]) -> None:
@@ -207,7 +208,7 @@ def _fail_orphans(study: Any, worker: str, exitcode: Optional[int], why: Optiona
             if t.user_attrs.get("worker") == worker and fail_trial(study, t, why)]
 
 
-def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
+def _run_optuna(settings, space, data, storage, overwrite, on_trial_done, epoch_done=None):
     import optuna
     import torch
 
@@ -251,6 +252,8 @@ def _run_optuna(settings, space, data, storage, overwrite, on_trial_done):
             value = report(record, trial, metric=settings.metric)
             records.append(record)
             epochs_done[trial.number] = record.epoch
+            if epoch_done:
+                epoch_done(trial.number, record.epoch)
             if _STOP.is_set():  # another thread took the signal: this trial stops here too
                 raise Interrupted(_HOW[0])
             # The last epoch is paid for: finish the trial so the sampler sees its full result
