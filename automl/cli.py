@@ -534,12 +534,13 @@ def _print_study(study: Any, *, as_json: bool, storage: str, wall_s: Optional[fl
                   collapse_padding=True)
     for col, just in (("trial", "right"), ("state", "left"), (metric, "right"), ("epochs", "right")):
         table.add_column(col, justify=just, no_wrap=True)  # numbers never split across lines; the text columns give way
-    for col in ("params", "reason"):  # they share what is left; a "name=value" has a line of its own
+    for col in ("params", "reason"):  # they share what is left
         table.add_column(col, justify="left", overflow="fold", ratio=1)
+    console = _console()
+    sep = "\n" if console.width < 160 else " "  # narrow: a "name=value" has a line of its own, never split
     for r in rows:
         value = "" if r["value"] is None else f"{r['value']:.4f}"
-        table.add_row(str(r["number"]), r["state"], value, str(r["epochs"]), _fmt_params(r["params"]).replace(" ", "\n"), r["reason"])
-    console = _console()
+        table.add_row(str(r["number"]), r["state"], value, str(r["epochs"]), _fmt_params(r["params"]).replace(" ", sep), r["reason"])
     console.print(table)
     states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary["states"].items()))
     full = summary["epochs_full_budget"]

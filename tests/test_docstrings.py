@@ -27,6 +27,10 @@ MODULES = [
     "pruners._ray",
     "search_spaces",
     "search_spaces._params",
+    "automl.guidance.arch",
+    "automl.guidance.recommender",
+    "automl.forecast.model",
+    "automl.integrations.lightning",
 ]
 
 

@@ -334,7 +334,7 @@ def measured_gain(gains: Sequence[float]) -> dict[str, Any]:
     Example:
         >>> g = measured_gain([0.5, 0.1, 0.4, 0.2, 0.3])
         >>> g["mean"], g["n"], g["ci95"], round(g["p"], 4)
-        (0.3, 5, [0.104, 0.496], 0.0109)
+        (0.3, 5, [0.104, 0.496], 0.0132)
     """
     from scipy.special import stdtr, stdtrit  # scipy.special only: a few ms, not scipy.stats' second
 

@@ -57,15 +57,17 @@ PROBE_ROWS = 256
 class SignalPruningCallback(pl.Callback):
     """Run the probe on a ``LightningModule`` and prune its Optuna trial on the evidence.
 
-    One record per validation run (numbered 1, 2, ... as ``automl.report`` expects; with the
-    default ``val_check_interval`` that is one per epoch). Use one callback per trial and fit.
+    One record per validation run of the fit (numbered 1, 2, ... as ``automl.report`` expects;
+    with the default ``val_check_interval`` that is one per epoch, and ``SignalPruner(max_epochs=...)``
+    counts these). Use one callback per trial and fit.
 
     Args:
         trial: the ``optuna.Trial`` of the objective; its study's pruner decides, e.g.
             ``pruners.SignalPruner(max_epochs=...)``.
         monitor: the record field the pruner ranks on (what ``automl.report(..., metric=...)``
             reports): one of ``"val_acc"``, ``"val_loss"``, ``"train_acc"``, ``"train_loss"`` (the
-            names of ``automl.records.METRICS`` a fit can log). The study's direction must match it.
+            names of ``automl.records.METRICS`` a fit can log). The study's direction must match it
+            (``"maximize"`` for an accuracy, ``"minimize"`` for a loss), else a ``ValueError``.
         probe_batch: a fixed input batch for the activation statistics; default: the inputs of the
             first validation batch (the first element of a tuple/list batch), at most 256 rows.
         every_k_steps: also log per-layer activations every k optimizer steps (the step-level
@@ -82,7 +84,7 @@ class SignalPruningCallback(pl.Callback):
 
     Pruning: ``optuna.TrialPruned`` is raised from ``on_validation_end``. Lightning 2.x passes any
     exception raised in a callback hook out of ``trainer.fit`` (after calling ``on_exception``
-    and tearing down), so Optuna marks the trial PRUNED and the objective needs no code of its
+    and tearing down; checked on 2.6), so Optuna marks the trial PRUNED and the objective needs no code of its
     own; the callback removes its hooks from the module either way. One process only: under a
     distributed strategy (``world_size > 1``) ``on_fit_start`` refuses to run.
 
@@ -91,6 +93,12 @@ class SignalPruningCallback(pl.Callback):
 
     After the fit, ``records`` holds the run's ``EpochRecord`` objects (with the per-layer
     statistics), and ``probe`` the probe that wrote them.
+
+    Example:
+        >>> import optuna
+        >>> cb = SignalPruningCallback(optuna.trial.FixedTrial({}), monitor="val_loss", train_acc=None)
+        >>> cb.monitor, cb.metric_keys
+        ('val_loss', {'train_loss': 'train_loss', 'val_loss': 'val_loss', 'val_acc': 'val_acc'})
     """
 
     def __init__(
@@ -117,6 +125,13 @@ class SignalPruningCallback(pl.Callback):
         if probe_batch is not None and (not isinstance(probe_batch, torch.Tensor) or probe_batch.dim() < 1
                                         or probe_batch.shape[0] == 0):
             raise ValueError("probe_batch must be a non-empty tensor with a batch axis first, or None.")
+        direction = _direction(trial)
+        if direction is not None and direction != METRICS[monitor]:
+            raise ValueError(
+                f"monitor={monitor!r} improves by going {'down' if METRICS[monitor] == 'minimize' else 'up'}, but the "
+                f"trial's study is set to {direction}: create it with optuna.create_study(direction={METRICS[monitor]!r}), "
+                "or monitor another metric."
+            )
         self.trial = trial
         self.monitor = monitor
         self.every_k_steps = check_optional_positive_int("every_k_steps", every_k_steps)
@@ -124,6 +139,7 @@ class SignalPruningCallback(pl.Callback):
         self._probe_batch = probe_batch
         self.probe: Optional[Probe] = None
         self._last_step = 0
+        self._fitting = False  # trainer.validate() after the fit reports nothing
 
     @property
     def records(self) -> list[EpochRecord]:
@@ -160,17 +176,18 @@ class SignalPruningCallback(pl.Callback):
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         self.probe = Probe(pl_module, probe_batch=batch, optimizer=optimizer, every_k_steps=self.every_k_steps)
         self._last_step = trainer.global_step
+        self._fitting = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         # Only after a batch that stepped the optimizer (not while accumulating gradients): the
         # gradients are then complete, and they stay until the next batch's zero_grad.
-        if self.probe is not None and trainer.global_step != self._last_step:
+        if self._fitting and self.probe is not None and trainer.global_step != self._last_step:
             self._last_step = trainer.global_step
             self.probe.step()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.probe is None:
+        if trainer.sanity_checking or not self._fitting or self.probe is None:
             return
         metrics = trainer.callback_metrics
         key = self.metric_keys[self.monitor]
@@ -194,6 +211,7 @@ class SignalPruningCallback(pl.Callback):
 
     # -- helpers --------------------------------------------------------------------------------
     def _close(self) -> None:
+        self._fitting = False
         if self.probe is not None:
             self.probe.close()  # removes the forward hooks; the records stay readable
 
@@ -230,6 +248,14 @@ def _stored_attr(trial: Any, key: str) -> Any:
     return None
 
 
+def _direction(trial: Any) -> Optional[str]:
+    """``"minimize"``/``"maximize"`` of the trial's single-objective study, else ``None``."""
+    directions = getattr(getattr(trial, "study", None), "directions", None)
+    if not directions or len(directions) != 1:
+        return None
+    return str(directions[0].name).lower()
+
+
 def _first_val_inputs(trainer: pl.Trainer) -> Optional[torch.Tensor]:
     """The inputs of the first batch of the (first) validation dataloader, or ``None``."""
     loaders = trainer.val_dataloaders  # set once validation has run (a second fit, or after sanity checking)
@@ -237,10 +263,13 @@ def _first_val_inputs(trainer: pl.Trainer) -> Optional[torch.Tensor]:
         # At on_fit_start the validation loop has not requested its dataloader yet; ask the same
         # source it will (the dataloader given to fit, or the module's or datamodule's
         # val_dataloader hook). Private in Lightning 2.x: without it, no probe batch is found.
-        source = getattr(getattr(trainer.fit_loop.epoch_loop, "val_loop", None), "_data_source", None)
-        if source is None or not source.is_defined():
+        try:
+            source = trainer.fit_loop.epoch_loop.val_loop._data_source
+            if not source.is_defined():
+                return None
+            loaders = source.dataloader()
+        except AttributeError:  # another Lightning layout
             return None
-        loaders = source.dataloader()
     loader = _first_loader(loaders)
     if loader is None:
         return None
