@@ -1,8 +1,9 @@
 """Send an ``EpochRecord`` to where the search lives: an Optuna trial or Ray Tune.
 
 ``report(record, trial, metric="val_loss")`` calls ``trial.report(value, step=epoch)`` and keeps the
-compact record in the trial's user attributes (``record_0001``, ``record_0002``, ...), so the
-pruner, ``automl show`` and optuna-dashboard can read it. ``report(record, metric=...)`` with no
+compact record on the trial as a system attribute (``record_0001``, ``record_0002``, ...;
+:func:`records_of` reads them back), so the pruner and ``automl show`` read it while
+optuna-dashboard's list of user attributes keeps to the reason and the settings. ``report(record, metric=...)`` with no
 trial calls ``ray.tune.report`` from inside a Tune trainable.
 """
 
@@ -14,10 +15,13 @@ from typing import Any, Optional
 from automl.records import METRICS, EpochRecord, tune_metrics
 from automl.validation import check_metric
 
-__all__ = ["report", "record_key", "records_from_user_attrs", "tune_metrics", "verdict_attrs", "RECORD_PREFIX",
+__all__ = ["report", "record_key", "store_record", "records_of", "records_from_user_attrs", "tune_metrics", "verdict_attrs", "RECORD_PREFIX",
            "PRUNE_ATTRS", "STOP_ATTRS"]
 
-#: User attributes of an Optuna trial that hold its epoch records (``record_0001``, ...).
+#: Keys of an Optuna trial's epoch records (``record_0001``, ...). They are *system* attributes:
+#: optuna-dashboard shows a trial's user attributes (one column each in its trial table), where a
+#: hundred records would bury ``prune_reason``. Studies written before kept them as user attributes;
+#: :func:`records_of` reads both.
 RECORD_PREFIX = "record_"
 #: Attributes of a trial a pruner stopped ("will lose"): Optuna user attributes, Ray result keys.
 PRUNE_ATTRS = ("prune_reason", "prune_epoch", "prune_source", "prune_evidence", "predicted_final")
@@ -45,7 +49,7 @@ def report(record: EpochRecord, trial: Optional[Any] = None, *, metric: str = "v
     value = record.metric(metric)
     if trial is not None:
         trial.report(value, step=record.epoch)
-        trial.set_user_attr(record_key(record.epoch), record.compact())
+        store_record(trial, record.epoch, record.compact())
     else:
         from ray import tune
 
@@ -71,8 +75,22 @@ def verdict_attrs(verdict: Any, epoch: Optional[int], *, evidence: bool = True) 
     return {k: v for k, v in zip(names, values) if evidence or not k.endswith("_evidence")}
 
 
+def store_record(trial: Any, epoch: int, compact: Mapping[str, Any]) -> None:
+    """Keep an epoch's compact record on a live ``optuna.Trial`` (a system attribute; see
+    :data:`RECORD_PREFIX`), through the trial's storage: thread- and process-safe as it is."""
+    from automl.storage import set_trial_attrs
+
+    set_trial_attrs(trial.study, trial, {record_key(epoch): dict(compact)}, kind="system")
+
+
+def records_of(trial: Any) -> list[Mapping[str, Any]]:
+    """A ``FrozenTrial``'s records, in epoch order: where :func:`report` keeps them, or where
+    studies written by earlier versions kept them (user attributes)."""
+    return records_from_user_attrs(trial.system_attrs) or records_from_user_attrs(trial.user_attrs)
+
+
 def records_from_user_attrs(user_attrs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The compact records stored by :func:`report`, in epoch order."""
+    """The compact records among ``user_attrs`` (or any attribute mapping), in epoch order."""
     epochs = sorted(
         (int(k[len(RECORD_PREFIX):]), k) for k in user_attrs if k.startswith(RECORD_PREFIX) and k[len(RECORD_PREFIX):].isdigit()
     )

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import automl
-from automl.reporting import records_from_user_attrs
+from automl.reporting import records_of
 from automl.training.trainer import make_optimizer
 from pruners import SignalPruner
 from search_spaces import get_space
@@ -75,7 +75,7 @@ def main() -> None:
     for t in pruned[:5]:
         print(f"  #{t.number} epoch {t.user_attrs.get('prune_epoch')}: {t.user_attrs.get('prune_reason')}")
     best = study.best_trial
-    betas = [r.get("beta_eff") for r in records_from_user_attrs(best.user_attrs)]
+    betas = [r.get("beta_eff") for r in records_of(best)]
     print("βeff of the best trial per epoch:", ", ".join(f"{b:.4g}" for b in betas if b is not None))
 
 

@@ -64,7 +64,7 @@ def main() -> None:
                 probe.step()  # gradient norms, zero-gradient fraction
             val_loss, val_acc = automl.evaluate(model, data.x_val, data.y_val)
             record = probe.end_epoch(train_loss=loss.item(), val_loss=val_loss, val_acc=val_acc)
-            automl.report(record, trial, metric="val_acc")  # trial.report + the record in user attrs
+            automl.report(record, trial, metric="val_acc")  # trial.report + the record, kept on the trial
             if trial.should_prune():
                 raise optuna.TrialPruned()
             if args.converge and probe.should_stop(trial, metric="val_acc", policy=policy):  # user_attrs["stop_reason"] says why

@@ -10,7 +10,7 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide, diverged
-from automl.reporting import PRUNE_ATTRS, records_from_user_attrs, verdict_attrs
+from automl.reporting import PRUNE_ATTRS, records_of, verdict_attrs
 from automl.storage import set_trial_attrs
 from automl.validation import BudgetReader, check_optional_positive_int, check_positive_int
 
@@ -111,7 +111,7 @@ class SignalPruner(BasePruner):
         with_records = policy.capacitance != "off"  # the βeff model reads the finished trials' records
         others = [
             TrialHistory(t.number, t.intermediate_values, t.state.name, t.value if t.state == TrialState.COMPLETE else None,
-                         records_from_user_attrs(t.user_attrs) if with_records and t.state == TrialState.COMPLETE else (),
+                         records_of(t) if with_records and t.state == TrialState.COMPLETE else (),
                          self._budget_of(t))
             for t in study.get_trials(deepcopy=False)
             if t.number != trial.number
@@ -120,7 +120,7 @@ class SignalPruner(BasePruner):
         if budget is not None and 0 in trial.intermediate_values:
             budget -= 1  # steps counted from 0: the last epoch is max_epochs - 1
         population = Population(others, direction=study.direction.name.lower(), metric=metric, max_epochs=budget)
-        records = records_from_user_attrs(trial.user_attrs)
+        records = records_of(trial)
         own_history = with_records or policy.failure != "off"  # the failure classifier reads the whole prefix
         current = TrialHistory(trial.number, trial.intermediate_values, records=records if own_history else records[-1:],
                                budget=self._budget_of(trial))
@@ -133,7 +133,7 @@ class SignalPruner(BasePruner):
             return False
         if step % self._interval != 0:  # between decisions, only a diverged trial is stopped
             metric = (study.metric_names or [None])[0] or "value"
-            own = TrialHistory(trial.number, trial.intermediate_values, records=records_from_user_attrs(trial.user_attrs)[-1:])
+            own = TrialHistory(trial.number, trial.intermediate_values, records=records_of(trial)[-1:])
             verdict = diverged(own, metric)
             if verdict is None:
                 return False

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import automl
-from automl.reporting import records_from_user_attrs
+from automl.reporting import records_of
 from pruners import SignalPruner
 
 pytestmark = [
@@ -149,7 +149,7 @@ def test_a_study_prunes_the_diverging_trials_with_a_reason_and_completes_the_res
     diverging = [t for t in study.trials if t.params["lr"] == 50.0]
     assert diverging and all(t.state == optuna.trial.TrialState.PRUNED for t in diverging), states
     for t in study.trials:
-        records = records_from_user_attrs(t.user_attrs)
+        records = records_of(t)
         assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
         assert t.intermediate_values == {r["epoch"]: pytest.approx(r["val_acc"]) for r in records}
         if t.state == optuna.trial.TrialState.PRUNED:
@@ -205,7 +205,7 @@ def test_the_record_carries_the_probes_per_layer_statistics(loaders, Callback, D
     assert last.lr == pytest.approx(0.1)
     assert last.val_acc == pytest.approx(trainer.callback_metrics["val_acc"].item())
     assert last.val_loss is not None and last.train_loss is not None and last.train_acc is not None
-    stored = study.trials[0].user_attrs["record_0002"]  # what automl.report wrote on the trial
+    stored = records_of(study.trials[0])[1]  # what automl.report wrote on the trial
     assert [layer["grad_norm"] for layer in stored["layers"]] == pytest.approx([l.grad_norm for l in last.layers])
     assert study.trials[0].intermediate_values == {1: pytest.approx(records[0].val_acc), 2: pytest.approx(last.val_acc)}
     assert all(not m._forward_hooks for m in model.modules())  # the probe's hooks are gone after the fit

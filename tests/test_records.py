@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from automl.records import METRICS, ActivationTrace, EpochRecord, LayerStats, is_finite
-from automl.reporting import record_key, records_from_user_attrs, report, tune_metrics
+from automl.reporting import record_key, records_from_user_attrs, records_of, report, tune_metrics
 from automl.training.probe import Probe
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -137,8 +137,10 @@ def test_report_to_optuna_trial():
     study.tell(trial, values[-1])
     frozen = study.trials[0]
     assert frozen.intermediate_values == pytest.approx({1: 0.1, 2: 0.2, 3: 0.3})
-    assert {"record_0001", "record_0002", "record_0003"} <= set(frozen.user_attrs)
-    stored = frozen.user_attrs["record_0001"]
+    # system attributes: optuna-dashboard lists a trial's user attributes, where records would bury the reason
+    assert {"record_0001", "record_0002", "record_0003"} <= set(frozen.system_attrs)
+    assert not [k for k in frozen.user_attrs if k.startswith("record_")]
+    stored = frozen.system_attrs["record_0001"]
     assert stored == _record(1).compact()
     assert "activations" not in stored
     json.dumps(stored, allow_nan=False)
@@ -153,7 +155,7 @@ def test_report_default_metric_is_val_loss_and_nan_is_reported():
     study.tell(trial, 1.0)
     iv = study.trials[0].intermediate_values
     assert iv[1] == 1.5 and math.isnan(iv[2])
-    assert study.trials[0].user_attrs["record_0002"]["val_loss"] is None
+    assert records_of(study.trials[0])[1]["val_loss"] is None
 
 
 def test_records_from_user_attrs_in_epoch_order():
@@ -163,9 +165,19 @@ def test_records_from_user_attrs_in_epoch_order():
     for e in (3, 1, 12, 2):  # reported out of order
         report(_record(e), trial, metric="train_loss")
     study.tell(trial, 0.0)
-    recs = records_from_user_attrs(study.trials[0].user_attrs)
+    recs = records_of(study.trials[0])
     assert [r["epoch"] for r in recs] == [1, 2, 3, 12]
     assert [EpochRecord.model_validate(r).step for r in recs] == [10, 20, 30, 120]
+
+
+def test_records_of_a_study_written_before_reads_its_user_attributes():
+    """Studies written by earlier versions kept records as user attributes: still read."""
+    study = optuna.create_study()
+    trial = study.ask()
+    for e in (2, 1):
+        trial.set_user_attr(record_key(e), _record(e).compact())
+    study.tell(trial, 0.0)
+    assert [r["epoch"] for r in records_of(study.trials[0])] == [1, 2]
 
 
 def test_records_from_plain_mapping():

@@ -34,7 +34,7 @@ import numpy as np
 
 from automl.bench.bank import Run
 from automl.decision import Policy
-from automl.reporting import record_key
+from automl.reporting import store_record
 from automl.validation import check_positive_int, finite_or_none
 
 __all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "RAY_NAMES", "BOUNDS", "ReplayResult",
@@ -210,7 +210,7 @@ def _feed_optuna(name: str, runs: Sequence[Run], direction: str, budget: int, po
             if feed_fail:
                 record.update(_bank_record(run, epoch))
             if len(record) > 1:
-                trial.set_user_attr(record_key(epoch), record)
+                store_record(trial, epoch, record)
             trial.report(value, epoch)
             used = epoch
             if epoch < run.budget and _should_prune(trial, name):

@@ -3,7 +3,7 @@
 ``SignalPruningCallback(trial)`` attaches an ``automl.Probe`` to the ``LightningModule`` when the
 fit starts, lets it read the gradients after every optimizer step, and at the end of each
 validation run builds the ``EpochRecord`` from ``trainer.callback_metrics``, reports it with
-``automl.report`` (``trial.report`` plus the record in the trial's user attributes) and asks
+``automl.report`` (``trial.report`` plus the record kept on the trial) and asks
 ``trial.should_prune()``. A pruned trial leaves ``trainer.fit`` with ``optuna.TrialPruned``, whose
 message is the reason the pruner stored (``prune_reason``)::
 

@@ -10,13 +10,13 @@ __all__ = ["leaderboard", "summarize", "best_test_acc"]
 
 def leaderboard(study: Any) -> list[dict[str, Any]]:
     """One row per trial: number, state, params, value, epochs, reason; best finished first."""
-    from automl.reporting import records_from_user_attrs
+    from automl.reporting import records_of
 
     rows = []
     for t in study.get_trials(deepcopy=False):
         epochs = t.user_attrs.get("epochs")
         if epochs is None:
-            epochs = t.last_step or len(records_from_user_attrs(t.user_attrs)) or 0
+            epochs = t.last_step or len(records_of(t)) or 0
         reason = (t.user_attrs.get("prune_reason") or t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason")
                   or t.system_attrs.get("fail_reason") or "")
         if not reason and t.state.name == "FAIL" and t.user_attrs.get("worker"):
@@ -61,12 +61,12 @@ def summarize(study: Any) -> dict[str, Any]:
 def best_test_acc(study: Any) -> Optional[float]:
     """The test accuracy recorded at the best finished trial's last epoch (``None``: no finished
     trial, or it recorded none): what the model a search picks scores on data no pruner saw."""
-    from automl.reporting import records_from_user_attrs
+    from automl.reporting import records_of
 
     try:
         best = study.best_trial
     except ValueError:
         return None
-    records = records_from_user_attrs(best.user_attrs)
+    records = records_of(best)
     return records[-1].get("test_acc") if records else None
 
