@@ -80,6 +80,9 @@ def store_record(trial: Any, epoch: int, compact: Mapping[str, Any]) -> None:
     :data:`RECORD_PREFIX`), through the trial's storage: thread- and process-safe as it is."""
     from automl.storage import set_trial_attrs
 
+    if not hasattr(trial, "study") or not hasattr(trial, "_trial_id"):  # FixedTrial and other stand-ins
+        trial.set_user_attr(record_key(epoch), dict(compact))
+        return
     set_trial_attrs(trial.study, trial, {record_key(epoch): dict(compact)}, kind="system")
 
 

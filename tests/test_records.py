@@ -170,6 +170,13 @@ def test_records_from_user_attrs_in_epoch_order():
     assert [EpochRecord.model_validate(r).step for r in recs] == [10, 20, 30, 120]
 
 
+def test_report_to_a_fixed_trial_keeps_the_record_as_a_user_attribute():
+    """optuna.trial.FixedTrial (for testing an objective) has no storage: report still works."""
+    trial = optuna.trial.FixedTrial({})
+    assert report(_record(1), trial, metric="val_acc") == pytest.approx(0.1)
+    assert trial.user_attrs[record_key(1)] == _record(1).compact()
+
+
 def test_records_of_a_study_written_before_reads_its_user_attributes():
     """Studies written by earlier versions kept records as user attributes: still read."""
     study = optuna.create_study()
