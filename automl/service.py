@@ -6,8 +6,9 @@ Endpoints (OpenAPI at ``/docs``):
   converge}`` -> 202
   ``{id, state, ...}``. The search runs in its own worker process (never in the event loop) and
   every trial is persisted in the Optuna storage, in a study named ``search-<id>``;
-- ``GET /v1/searches``; ``GET /v1/searches/{id}`` -> ``{id, state, progress, leaderboard: [{number,
-  state, params, value, epochs, reason}]}`` with Optuna's trial states (``COMPLETE``, ``PRUNED``...);
+- ``GET /v1/searches``; ``GET /v1/searches/{id}`` -> ``{id, state, progress, budget, epochs: {used, full},
+  leaderboard: [{number, state, params, value, epochs, reason, duration_s, curve: [[epoch, value]],
+  stopped_at}]}`` with Optuna's trial states (``COMPLETE``, ``PRUNED``...);
   ``DELETE /v1/searches/{id}`` cancels a running search (its running trials end ``FAIL``);
 - ``POST /v1/diagnose`` (the JSON of ``automl diagnose``) -> ``{labels, healthy, reasons}``;
 - ``POST /v1/recommend`` ``{arch, top}``: guidance networks ranked for an architecture
@@ -187,7 +188,14 @@ class SearchManager:
             "request": attrs.get("service_request"), "error": error,
         }
         if with_leaderboard:
-            out["leaderboard"] = [{**r, "value": _finite(r["value"])} for r in rows]
+            from automl.search.results import curves
+
+            per_trial = curves(study)
+            budget = int(attrs.get("epochs", 0)) or max((r["epochs"] for r in rows), default=0)
+            out["budget"] = budget  # epochs a trial may run
+            # epochs spent against every trial so far running its full budget: what pruning saved
+            out["epochs"] = {"used": sum(r["epochs"] for r in rows), "full": budget * len(rows)}
+            out["leaderboard"] = [{**r, "value": _finite(r["value"]), **per_trial.get(r["number"], {})} for r in rows]
         return out
 
     # -- changing ----------------------------------------------------------------------------

@@ -54,7 +54,11 @@ def test_a_search_runs_in_a_worker_and_is_persisted(client):
     assert doc["progress"] == {"finished": 3, "requested": 3, "fraction": 1.0}
     assert len(doc["leaderboard"]) == 3
     assert {r["state"] for r in doc["leaderboard"]} <= {"COMPLETE", "PRUNED"}
-    assert set(doc["leaderboard"][0]) == {"number", "state", "params", "value", "epochs", "reason"}
+    assert set(doc["leaderboard"][0]) == {"number", "state", "params", "value", "epochs", "reason", "duration_s", "curve",
+                                          "stopped_at"}
+    assert doc["budget"] == SMALL["epochs"] and doc["epochs"]["full"] == 3 * SMALL["epochs"]
+    for row in doc["leaderboard"]:  # each trial's curve: one [epoch, value] per epoch it ran
+        assert [e for e, _ in row["curve"]] == list(range(1, row["epochs"] + 1)) and row["duration_s"] >= 0
     assert [s["id"] for s in client.get("/v1/searches").json()] == [sid]
 
 

@@ -10,6 +10,7 @@ import socket
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -171,3 +172,104 @@ def test_page_follows_a_running_search_live(browser, server):
     states = {t["state"] for t in page["trials"]}
     assert states <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
     assert page["best"] and page["error"] == ""
+
+
+CURVES_SNAPSHOT = """
+const q = (sel) => Array.from(document.querySelectorAll(sel));
+return {
+  curves: q("#curves polyline.curve").map(p => ({number: p.dataset.number, cls: p.getAttribute("class"),
+                                               points: p.getAttribute("points").split(" ").length})),
+  stops: q("#curves path.stop").map(p => ({number: p.dataset.number, title: p.textContent})),
+  current: q("#curves text.current-label").map(t => t.textContent),
+  yticks: q("#curves text.ytick").length, xticks: q("#curves text.xtick").map(t => t.textContent),
+  saving: document.getElementById("saving").textContent,
+  durations: q("#trials td.duration").map(td => td.textContent),
+  trials: q("#trials tr.trial-row").map(r => r.innerText),
+  cancel: q("button.cancel").map(b => b.dataset.id),
+  searches: q("tr.search").map(r => ({id: r.dataset.id, state: r.dataset.state})),
+  message: document.getElementById("start-message").textContent,
+  error: document.getElementById("error").textContent,
+};
+"""
+
+
+def _curved_search(url: str) -> None:
+    """A running search with curves over 6 epochs: two complete, one pruned at epoch 2, one running."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(study_name="search-bbbbbbbbbbbb", storage=open_storage(url), direction="maximize")
+    study.set_metric_names(["val_acc"])
+    for key, value in {"service_state": "running", "service_trials": 5, "epochs": 6, "service_created": "2026-01-01T00:00:00+00:00",
+                       "service_request": {"space": "mlp", "dataset": "digits", "pruner": "signal"}}.items():
+        study.set_user_attr(key, value)
+    dist = {"lr": FloatDistribution(1e-4, 1.0, log=True)}
+    for lr, curve, state, attrs in (
+        (0.01, [0.5, 0.7, 0.8, 0.85, 0.88, 0.9], TrialState.COMPLETE, {}),
+        (0.003, [0.4, 0.6, 0.7, 0.8, 0.84, 0.86], TrialState.COMPLETE, {}),
+        (0.9, [0.2, 0.25], TrialState.PRUNED, {"prune_reason": "rank 3 of 3 trials at epoch 2: more than 40% ahead",
+                                               "prune_epoch": 2}),
+    ):
+        study.add_trial(create_trial(state=state, value=curve[-1], params={"lr": lr}, distributions=dist,
+                                     user_attrs={"epochs": len(curve), **attrs},
+                                     intermediate_values=dict(enumerate(curve, start=1))))
+    running = study.ask({"lr": dist["lr"]})
+    for epoch, value in enumerate([0.55, 0.72, 0.81], start=1):
+        running.report(value, epoch)
+
+
+def test_page_draws_each_trials_curve_with_where_and_why_it_stopped(browser, server, tmp_path):
+    """Learning curves with axis ticks, a cross at the pruned trial's last epoch whose title is its
+    reason, the running trial's current value, the epochs saved, durations, and a cancel button."""
+    url, base = server
+    _curved_search(url)
+    browser.get(f"{base}/?interval=0.5&search=bbbbbbbbbbbb")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda d: (lambda s: s if len(s["curves"]) == 4 else None)(d.execute_script(CURVES_SNAPSHOT)), message="no curves")
+    by_number = {c["number"]: c for c in page["curves"]}
+    assert by_number["0"]["points"] == 6 and by_number["2"]["points"] == 2 and by_number["3"]["points"] == 3
+    assert "PRUNED" in by_number["2"]["cls"] and "RUNNING" in by_number["3"]["cls"]
+    (stop,) = page["stops"]
+    assert stop["number"] == "2" and "stopped at epoch 2: rank 3 of 3 trials at epoch 2" in stop["title"]
+    assert page["current"] == ["#3 0.8100 (epoch 3)"]
+    assert page["yticks"] >= 3 and {"2", "4", "6"} <= set(page["xticks"])
+    # 6 + 6 + 2 + 3 epochs of 4 trials x 6: 17 of 24 spent, 7 saved
+    assert page["saving"].startswith("17 of 24 epochs spent") and "7 saved" in page["saving"]
+    assert len(page["durations"]) == 4 and all(d != "" for d in page["durations"])
+    assert any("(now 0.8100)" in t for t in page["trials"])
+    assert page["cancel"] == ["bbbbbbbbbbbb"] and page["error"] == ""
+    shot = tmp_path / "web_page.png"
+    browser.set_window_size(1400, 1000)
+    browser.save_screenshot(str(shot))
+    if os.environ.get("AUTOML_KEEP_SCREENSHOT"):  # benchmarks/results/web_page.png is made this way
+        shutil.copy(shot, Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "web_page.png")
+
+
+def test_the_page_starts_and_cancels_a_search_with_the_token_entered_once(browser, server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, base = server
+    browser.get(f"{base}/?interval=0.5")
+    wait = lambda until, what: WebDriverWait(browser, 120, poll_frequency=0.2).until(  # noqa: E731
+        lambda d: (lambda s: s if until(s) else None)(d.execute_script(CURVES_SNAPSHOT)), message=what)
+    form = browser.find_element(By.ID, "start")
+    for name, value in (("trials", "50"), ("epochs", "40")):
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()  # no token yet: refused, and said so
+    page = wait(lambda s: "not started" in s["message"], "a start without a token was not refused on the page")
+    assert "401" in page["message"] or "503" in page["message"]
+    form.find_element(By.NAME, "token").send_keys(TOKEN)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    page = wait(lambda s: s["message"].startswith("started search") and s["cancel"], "the form did not start a search")
+    sid = page["message"].split()[-1]
+    assert page["cancel"] == [sid]
+    browser.refresh()  # the token was entered once: it is kept for the tab
+    wait(lambda s: s["cancel"] == [sid], "the search is not listed after a reload")
+    browser.find_element(By.CSS_SELECTOR, f"button.cancel[data-id='{sid}']").click()
+    page = wait(lambda s: any(r["id"] == sid and r["state"] == "cancelled" for r in s["searches"]), "cancel did not take")
+    assert page["cancel"] == [] and f"search {sid} cancelled" in page["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-__all__ = ["leaderboard", "summarize", "best_test_acc"]
+__all__ = ["leaderboard", "summarize", "best_test_acc", "curves"]
 
 
 def leaderboard(study: Any) -> list[dict[str, Any]]:
@@ -23,7 +23,8 @@ def leaderboard(study: Any) -> list[dict[str, Any]]:
             reason = (f"ended without a recorded error: its worker {t.user_attrs['worker']} stopped "
                       "(killed, out of memory, or lost its heartbeat)")
         rows.append(
-            {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value, "epochs": int(epochs), "reason": reason}
+            {"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value, "epochs": int(epochs), "reason": reason,
+             "duration_s": _duration(t)}
         )
     sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
     order = {"COMPLETE": 0, "RUNNING": 1, "PRUNED": 2, "FAIL": 3, "WAITING": 4}
@@ -33,6 +34,29 @@ def leaderboard(study: Any) -> list[dict[str, Any]]:
         return (order.get(r["state"], 5), sign * v if v is not None and math.isfinite(v) else math.inf, r["number"])
 
     return sorted(rows, key=key)
+
+
+def _duration(trial: Any) -> Optional[float]:
+    """Seconds a trial ran (so far, if it is running); ``None`` before it started."""
+    import datetime
+
+    start = trial.datetime_start
+    if start is None:
+        return None
+    end = trial.datetime_complete or datetime.datetime.now(start.tzinfo)
+    return round((end - start).total_seconds(), 1)
+
+
+def curves(study: Any) -> dict[int, dict[str, Any]]:
+    """Per trial number: its reported curve as ``[[epoch, value], ...]`` (non-finite values as
+    ``None``) and the epoch a pruner or the convergence rule stopped it at (``None`` if none did)."""
+    out = {}
+    for t in study.get_trials(deepcopy=False):
+        points = [[int(e), v if isinstance(v, (int, float)) and math.isfinite(v) else None]
+                  for e, v in sorted(t.intermediate_values.items())]
+        stop = t.user_attrs.get("prune_epoch", t.user_attrs.get("stop_epoch"))
+        out[t.number] = {"curve": points, "stopped_at": int(stop) if isinstance(stop, (int, float)) else None}
+    return out
 
 
 def summarize(study: Any) -> dict[str, Any]:
