@@ -40,7 +40,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from automl.decision.defaults import DEFAULT_RISK
@@ -63,6 +63,16 @@ class ServiceSettings(BaseSettings):
     storage: str = "sqlite:///automl.db"
     api_token: Optional[SecretStr] = None
     max_body_bytes: int = Field(1_000_000, ge=1024)
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _blank_is_no_token(cls, value: Any) -> Any:
+        """``AUTOML_API_TOKEN=""`` (or blank) means no token, never a token that an empty
+        ``Authorization: Bearer`` header would match."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        return raw.strip() if isinstance(raw, str) else value
 
 
 class SearchRequest(BaseModel):
@@ -347,8 +357,9 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
         if expected is None:
             raise HTTPException(401, "this service has no AUTOML_API_TOKEN set: requests that start or cancel work are refused",
                                 headers={"WWW-Authenticate": "Bearer"})
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode()):
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or \
+                not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode()):
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <AUTOML_API_TOKEN>)",
                                 headers={"WWW-Authenticate": "Bearer"})
 

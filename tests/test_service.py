@@ -106,6 +106,31 @@ def test_no_token_configured_refuses_work(tmp_path):
         assert res.status_code == 401 and "AUTOML_API_TOKEN" in res.text
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_an_empty_token_means_no_token_never_an_open_door(tmp_path, monkeypatch, blank):
+    """AUTOML_API_TOKEN="" once let `Authorization: Bearer` (nothing after it) start a search."""
+    monkeypatch.setenv("AUTOML_API_TOKEN", blank)
+    settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}")
+    assert settings.api_token is None and ServiceSettings(api_token=blank).api_token is None
+    with TestClient(create_app(settings)) as c:
+        for header in ({"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": f"Bearer {blank}"}, {}):
+            res = c.post("/v1/searches", json=SMALL, headers=header)
+            assert res.status_code == 401 and "no AUTOML_API_TOKEN set" in res.text, (header, res.text)
+        assert c.get("/v1/searches").json() == []  # nothing was started
+    from click.testing import CliRunner
+
+    from automl.cli import cli
+
+    res = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--storage", f"sqlite:///{tmp_path / 'svc.db'}"],
+                             env={"AUTOML_API_TOKEN": blank})
+    assert res.exit_code == 2 and "beyond loopback needs AUTOML_API_TOKEN" in res.output
+
+
+def test_a_configured_token_is_not_matched_by_an_empty_bearer(client):
+    for header in ({"Authorization": "Bearer"}, {"Authorization": "Bearer  "}, {"Authorization": "bearer"}):
+        assert client.post("/v1/searches", json=SMALL, headers=header).status_code == 401
+
+
 @pytest.mark.slow
 def test_cancel_and_a_killed_service_keep_finished_trials(tmp_path):
     """DELETE ends a search (running trials FAIL); a service that dies mid-search and restarts marks
