@@ -228,6 +228,10 @@ def run_from_records(records: Sequence[Any], n_classes: Optional[int] = None) ->
     return run
 
 
+#: The largest finite float32: a curve value beyond it cannot come from float32 training.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 # ----------------------------------------------------------------------------------- input checks
 def _record_keys() -> frozenset[str]:
     """The keys an epoch record may carry: ``EpochRecord``'s fields (as ``compact()`` writes them)
@@ -299,7 +303,16 @@ def validate_curves(curves: Any) -> dict[str, Any]:
             elif isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise ValueError(f"field {key!r}, epoch {i + 1}: {x!r} is not a number (null marks a non-finite value).")
             else:
-                vals.append(float(x))
+                try:
+                    value = float(x)
+                except OverflowError:  # an integer with hundreds of digits
+                    value = math.inf
+                if math.isfinite(value) or isinstance(x, int):
+                    if not abs(value) <= FLOAT32_MAX:
+                        shown = f"{x:.3g}" if isinstance(x, float) else f"an integer of {len(str(abs(x)))} digits"
+                        raise ValueError(f"field {key!r}, epoch {i + 1}: {shown} is beyond float32's range (±3.4e38), which no "
+                                         "float32 training reports; use null for a non-finite value.")
+                vals.append(value)
         if length is None:
             length = len(vals)
         elif len(vals) != length:
@@ -376,7 +389,7 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
         raise ValueError("a run must be an object of per-epoch lists or a list of epoch records, not "
                          f"{type(records_or_curves).__name__} {records_or_curves!r:.40}.")
     if n_classes is not None:
-        run["n_classes"] = int(n_classes)
+        run["n_classes"] = check_positive_int("n_classes", n_classes, minimum=2)
     model = model or load_model()
     n = len(run["train_loss"])
     lo, hi = model.k_range

@@ -249,3 +249,23 @@ def test_failure_pruning_agrees_across_optuna_and_ray():
     relative = Policy(failure="model")
     assert replay_task(runs, "signal", seed=0, trials=18, policy=relative) == replay_task(runs, "signal-ray", seed=0, trials=18,
                                                                                           policy=relative)
+
+
+@pytest.mark.parametrize("value, needle", [(5e38, "epoch 3: 5e+38 is beyond float32's range"),
+                                           (-(10**400), "epoch 3: an integer of 401 digits is beyond float32's range"),
+                                           (10**400, "epoch 3: an integer of 401 digits")])
+def test_values_beyond_float32_are_refused_by_field_and_epoch(tmp_path, value, needle):
+    curves = {**FLAT, "val_loss": [*FLAT["val_loss"][:2], value, *FLAT["val_loss"][3:]]}
+    with pytest.raises(ValueError, match=re.escape(f"field 'val_loss', {needle}")):
+        diagnose(curves)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(curves))
+    res = CliRunner().invoke(cli, ["diagnose", str(path)])
+    assert res.exit_code == 2 and "beyond float32's range" in res.output
+
+
+def test_n_classes_below_two_is_refused_however_it_is_given():
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 2"):
+        diagnose(FLAT, n_classes=1)
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 2"):
+        diagnose({**FLAT, "n_classes": 0})
