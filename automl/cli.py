@@ -275,10 +275,15 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
         text = sys.stdin.read() if curves_file == "-" else open(curves_file, encoding="utf-8").read()
     except OSError as exc:
         raise click.UsageError(f"cannot read CURVES.json {curves_file!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"{curves_file!r} is not UTF-8 text (byte {exc.start}: {exc.reason}); JSON files are UTF-8.") from None
     try:
         curves = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.UsageError(f"{curves_file!r} is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+    except RecursionError:
+        raise click.UsageError(f"{curves_file!r} nests too deeply to be curves: an object of per-epoch lists, or a list "
+                               "of epoch records, is two or three levels deep.") from None
     try:
         result = _diagnose(curves, k=k, n_classes=n_classes)
     except ValueError as exc:

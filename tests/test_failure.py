@@ -269,3 +269,14 @@ def test_n_classes_below_two_is_refused_however_it_is_given():
         diagnose(FLAT, n_classes=1)
     with pytest.raises(ValueError, match="n_classes must be an integer >= 2"):
         diagnose({**FLAT, "n_classes": 0})
+
+
+def test_a_file_that_is_not_utf8_or_nests_too_deep_is_one_line(tmp_path):
+    bad = tmp_path / "latin.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    res = CliRunner().invoke(cli, ["diagnose", str(bad)])
+    assert res.exit_code == 2 and "is not UTF-8 text" in res.output
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    res = CliRunner().invoke(cli, ["diagnose", str(deep)])
+    assert res.exit_code == 2 and "nests too deeply" in res.output

@@ -273,3 +273,11 @@ def test_the_page_starts_and_cancels_a_search_with_the_token_entered_once(browse
     browser.find_element(By.CSS_SELECTOR, f"button.cancel[data-id='{sid}']").click()
     page = wait(lambda s: any(r["id"] == sid and r["state"] == "cancelled" for r in s["searches"]), "cancel did not take")
     assert page["cancel"] == [] and f"search {sid} cancelled" in page["message"]
+
+
+@pytest.mark.parametrize("asked, used", [("Infinity", "2"), ("1e12", "3600"), ("-3", "2"), ("0.1", "0.5"), ("abc", "2")])
+def test_a_poll_interval_out_of_range_is_clamped(browser, server, asked, used):
+    """?interval=Infinity once made the page poll with no delay (setInterval overflows)."""
+    _, base = server
+    browser.get(f"{base}/?interval={asked}")
+    assert browser.execute_script("return document.getElementById('interval').textContent") == used
