@@ -32,11 +32,12 @@ import math
 import multiprocessing
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Literal, Optional
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -135,8 +136,19 @@ def _work(settings: dict[str, Any]) -> None:
     s = SearchSettings(**settings)
     study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
     study.set_user_attr("service_state", "running")
+    progress = {"finished": 0, "best": None}
+    sign = 1.0 if s.direction == "maximize" else -1.0
+
+    def on_trial_done(trial: Any) -> None:
+        # what GET /v1/searches lists, kept on the study so the list never reads every trial
+        progress["finished"] += 1
+        value = trial.value if trial.state.name == "COMPLETE" else None
+        if value is not None and math.isfinite(value) and (progress["best"] is None or sign * value > sign * progress["best"]["value"]):
+            progress["best"] = {"number": trial.number, "value": value}
+        study.set_user_attr("service_progress", dict(progress))
+
     try:
-        run_search(s)
+        run_search(s, on_trial_done=on_trial_done)
     except BaseException as exc:  # noqa: BLE001 - any end of the worker is recorded, then re-raised
         study.set_user_attr("service_state", "failed")
         study.set_user_attr("service_error", f"{type(exc).__name__}: {exc}")
@@ -172,19 +184,60 @@ class SearchManager:
         names = [s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)]
         return sorted(n[len(STUDY_PREFIX):] for n in names if n.startswith(STUDY_PREFIX))
 
+    def summaries(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of searches, oldest first, and how many there are. Read from the studies'
+        attributes alone (one storage call for all of them): the worker keeps each search's
+        progress there, so the list costs the same with 10 trials a search or 10,000."""
+        studies = [s for s in self.storage.get_all_studies() if s.study_name.startswith(STUDY_PREFIX)]
+        docs = [self._summary(s) for s in studies]
+        docs.sort(key=lambda d: (d.get("created") or "", d["id"]))
+        return docs[offset:offset + limit], len(docs)
+
+    def _summary(self, frozen: Any) -> dict[str, Any]:
+        sid = frozen.study_name[len(STUDY_PREFIX):]
+        try:
+            attrs = frozen.user_attrs
+            if len(frozen.directions) != 1:
+                raise ValueError(f"it has {len(frozen.directions)} objectives; the service runs single-objective searches")
+            progress = attrs.get("service_progress")
+            if progress is None:  # written before the worker kept a summary: read its trials once
+                return self.status(sid, with_leaderboard=False)
+            state, error = self._live_state(sid, attrs)
+            requested = int(attrs.get("service_trials", 0)) or int(progress["finished"])
+            finished = int(progress["finished"])
+            best = progress.get("best")
+            return {
+                "id": sid, "state": state, "created": attrs.get("service_created"),
+                "progress": {"finished": finished, "requested": requested,
+                             "fraction": round(min(1.0, finished / requested), 4) if requested else 0.0},
+                "metric": (attrs.get("metric") or "value"), "direction": frozen.directions[0].name.lower(),
+                "best": {"number": int(best["number"]), "value": _finite(float(best["value"]))} if best else None,
+                "request": attrs.get("service_request"), "error": error,
+            }
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a study someone else wrote, or damaged
+            return {"id": sid, "state": "unreadable", "created": None, "progress": {"finished": 0, "requested": 0, "fraction": 0.0},
+                    "metric": None, "direction": None, "best": None, "request": None,
+                    "error": f"this study cannot be read as a search: {type(exc).__name__}: {exc}"[:300]}
+
+    def _live_state(self, sid: str, attrs: Mapping[str, Any]) -> tuple[str, Any]:
+        """The stored state, corrected when this service's worker for it died without saying so."""
+        state, error = attrs.get("service_state", "unknown"), attrs.get("service_error")
+        with self._lock:
+            proc = self._procs.get(sid)
+        if state in ACTIVE and proc is not None and not proc.is_alive() and proc.exitcode not in (0, None):
+            state, error = "failed", f"the worker process exited with code {proc.exitcode}"
+            self._end(self._load(sid), state, error)
+        return state, error
+
     def status(self, sid: str, *, with_leaderboard: bool = True) -> dict[str, Any]:
         """``{id, state, progress, request, error, leaderboard}``; raises ``KeyError`` for an unknown id."""
         from automl.search import leaderboard
 
         study = self._load(sid)
+        if len(study.directions) != 1:
+            raise ValueError(f"search {sid!r} has {len(study.directions)} objectives; the service runs single-objective searches.")
         attrs = study.user_attrs
-        state, error = attrs.get("service_state", "unknown"), attrs.get("service_error")
-        with self._lock:
-            proc = self._procs.get(sid)
-        if state in ACTIVE and proc is not None and not proc.is_alive() and proc.exitcode not in (0, None):
-            # the worker died before it could say so (killed, out of memory)
-            state, error = "failed", f"the worker process exited with code {proc.exitcode}"
-            self._end(study, state, error)
+        state, error = self._live_state(sid, attrs)  # the worker may have died before it could say so
         rows = leaderboard(study)
         requested = int(attrs.get("service_trials", 0)) or len(rows)
         finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
@@ -373,10 +426,13 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
         return searches.status(sid, with_leaderboard=False)
 
     @app.get("/v1/searches")
-    def list_searches(searches: SearchManager = Depends(manager)) -> list[dict[str, Any]]:
-        """Every search, oldest first."""
-        docs = [searches.status(sid, with_leaderboard=False) for sid in searches.ids()]
-        return sorted(docs, key=lambda d: (d["created"] or "", d["id"]))
+    def list_searches(response: Response, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                      searches: SearchManager = Depends(manager)) -> list[dict[str, Any]]:
+        """Searches, oldest first, ``limit`` from ``offset``; the total is in ``X-Total-Count``. A
+        study that cannot be read as a search is listed with state ``unreadable`` and why."""
+        page, total = searches.summaries(limit, offset)
+        response.headers["X-Total-Count"] = str(total)
+        return page
 
     page = resources.files("automl").joinpath("web/index.html").read_text(encoding="utf-8")
 
@@ -391,6 +447,8 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
             return searches.status(sid)
         except KeyError:
             raise HTTPException(404, f"no search {sid!r}") from None
+        except (ValueError, TypeError) as exc:  # a study under our prefix that is not a search we wrote
+            raise HTTPException(409, f"search {sid!r} cannot be read: {exc}"[:300]) from None
 
     @app.delete("/v1/searches/{sid}", dependencies=[Depends(require_token)])
     def cancel_search(sid: str, searches: SearchManager = Depends(manager)) -> dict[str, Any]:

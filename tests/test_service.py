@@ -6,10 +6,12 @@ import os
 import signal
 import time
 
+import optuna
 import pytest
 from fastapi.testclient import TestClient
 
 from automl.service import SearchManager, SearchRequest, ServiceSettings, create_app
+from automl.storage import open_storage
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,7 +61,39 @@ def test_a_search_runs_in_a_worker_and_is_persisted(client):
     assert doc["budget"] == SMALL["epochs"] and doc["epochs"]["full"] == 3 * SMALL["epochs"]
     for row in doc["leaderboard"]:  # each trial's curve: one [epoch, value] per epoch it ran
         assert [e for e, _ in row["curve"]] == list(range(1, row["epochs"] + 1)) and row["duration_s"] >= 0
-    assert [s["id"] for s in client.get("/v1/searches").json()] == [sid]
+    listed = client.get("/v1/searches")
+    assert [s["id"] for s in listed.json()] == [sid] and listed.headers["X-Total-Count"] == "1"
+    # the list is read from the summary the worker kept; it says what the detail says
+    summary = {k: v for k, v in doc.items() if k not in ("leaderboard", "budget", "epochs")}
+    assert listed.json()[0] == summary
+
+
+def _stored_search(url: str, sid: str, created: str, **attrs) -> None:
+    study = optuna.create_study(study_name=f"search-{sid}", storage=open_storage(url), direction="maximize")
+    for key, value in {"service_state": "done", "service_trials": 2, "service_created": created, "metric": "val_acc",
+                       "service_progress": {"finished": 2, "best": {"number": 1, "value": 0.9}}, **attrs}.items():
+        study.set_user_attr(key, value)
+
+
+def test_the_list_pages_and_flags_a_study_it_cannot_read_instead_of_failing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    for i in range(5):
+        _stored_search(url, f"{i:012d}", f"2026-01-0{i + 1}T00:00:00+00:00")
+    _stored_search(url, "bad000000000", "2026-01-09T00:00:00+00:00", service_trials="many")  # a non-integer attribute
+    optuna.create_study(study_name="search-multi000000", storage=open_storage(url), directions=["maximize", "minimize"])
+    with TestClient(create_app(ServiceSettings(storage=url, api_token=TOKEN))) as c:
+        res = c.get("/v1/searches")
+        assert res.status_code == 200 and res.headers["X-Total-Count"] == "7"
+        docs = {d["id"]: d for d in res.json()}
+        assert docs["000000000003"]["best"] == {"number": 1, "value": 0.9} and docs["000000000003"]["state"] == "done"
+        assert docs["bad000000000"]["state"] == "unreadable" and "cannot be read as a search" in docs["bad000000000"]["error"]
+        assert docs["multi000000"]["state"] == "unreadable" and "2 objectives" in docs["multi000000"]["error"]
+        page = c.get("/v1/searches", params={"limit": 2, "offset": 1}).json()
+        assert [d["id"] for d in page] == [d["id"] for d in res.json()][1:3]
+        assert c.get("/v1/searches", params={"limit": 0}).status_code == 422
+        assert c.get("/v1/searches/multi000000").status_code == 409
+        assert c.get("/v1/searches/bad000000000").status_code == 409
+        assert c.get("/v1/searches/000000000001").status_code == 200
 
 
 def test_bad_requests_name_what_was_wrong(client):
