@@ -184,14 +184,14 @@ class SearchManager:
         names = [s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)]
         return sorted(n[len(STUDY_PREFIX):] for n in names if n.startswith(STUDY_PREFIX))
 
-    def summaries(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """One page of searches, oldest first, and how many there are. Read from the studies'
-        attributes alone (one storage call for all of them): the worker keeps each search's
-        progress there, so the list costs the same with 10 trials a search or 10,000."""
+    def summaries(self, limit: int, offset: int, newest_first: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """One page of searches (oldest first, or newest first) and how many there are. Read from
+        the studies' attributes alone (one storage call for all of them): the worker keeps each
+        search's progress there, so the list costs the same with 10 trials a search or 10,000."""
         studies = [s for s in self.storage.get_all_studies() if s.study_name.startswith(STUDY_PREFIX)]
-        docs = [self._summary(s) for s in studies]
-        docs.sort(key=lambda d: (d.get("created") or "", d["id"]))
-        return docs[offset:offset + limit], len(docs)
+        studies.sort(key=lambda s: (str(s.user_attrs.get("service_created") or ""), s.study_name), reverse=newest_first)
+        # only the page's searches are summarised (an old study may need its trials read once)
+        return [self._summary(s) for s in studies[offset:offset + limit]], len(studies)
 
     def _summary(self, frozen: Any) -> dict[str, Any]:
         sid = frozen.study_name[len(STUDY_PREFIX):]
@@ -427,10 +427,12 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @app.get("/v1/searches")
     def list_searches(response: Response, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+                      order: Literal["oldest", "newest"] = "oldest",
                       searches: SearchManager = Depends(manager)) -> list[dict[str, Any]]:
-        """Searches, oldest first, ``limit`` from ``offset``; the total is in ``X-Total-Count``. A
-        study that cannot be read as a search is listed with state ``unreadable`` and why."""
-        page, total = searches.summaries(limit, offset)
+        """Searches, oldest first (``order=newest``: newest first), ``limit`` from ``offset``; the
+        total is in ``X-Total-Count``. A study that cannot be read as a search is listed with state
+        ``unreadable`` and why."""
+        page, total = searches.summaries(limit, offset, newest_first=order == "newest")
         response.headers["X-Total-Count"] = str(total)
         return page
 

@@ -91,6 +91,8 @@ def test_the_list_pages_and_flags_a_study_it_cannot_read_instead_of_failing(tmp_
         page = c.get("/v1/searches", params={"limit": 2, "offset": 1}).json()
         assert [d["id"] for d in page] == [d["id"] for d in res.json()][1:3]
         assert c.get("/v1/searches", params={"limit": 0}).status_code == 422
+        newest = c.get("/v1/searches", params={"order": "newest", "limit": 3}).json()
+        assert [d["id"] for d in newest] == [d["id"] for d in res.json()][::-1][:3]
         assert c.get("/v1/searches/multi000000").status_code == 409
         assert c.get("/v1/searches/bad000000000").status_code == 409
         assert c.get("/v1/searches/000000000001").status_code == 200
