@@ -30,7 +30,9 @@ from __future__ import annotations
 import hmac
 import math
 import multiprocessing
+import os
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -125,13 +127,41 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
+def _die_with_parent() -> int:
+    """End this worker when the service that started it is gone (``kill -9`` included): Linux's
+    parent-death signal at once, and everywhere a watch on the parent's pid each second. SIGTERM
+    ends the running trial ``FAIL`` with the reason and leaves the search's state to the service."""
+    import ctypes
+    import signal as _signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(_signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watch below does it
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:  # re-parented: the service died
+                os.kill(os.getpid(), _signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="automl-parent-watch", daemon=True).start()
+    return parent
+
+
 def _work(settings: dict[str, Any]) -> None:
-    """A search's worker process: run it, and leave its state in the study."""
+    """A search's worker process: run it, and leave its state in the study. It dies with the
+    service; if it finds its search already ended by someone else (cancelled, or marked
+    interrupted by a restarted service), it stops quietly and changes nothing."""
     import optuna
 
     from automl.search import SearchSettings, run_search
-    from automl.storage import open_storage
+    from automl.search.optuna_backend import Interrupted, interruptible, was_interrupted
+    from automl.storage import open_storage, study_storage
 
+    parent = _die_with_parent()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = SearchSettings(**settings)
     study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
@@ -147,13 +177,22 @@ def _work(settings: dict[str, Any]) -> None:
             progress["best"] = {"number": trial.number, "value": value}
         study.set_user_attr("service_progress", dict(progress))
 
+    def still_mine() -> bool:
+        return optuna.load_study(study_name=s.study_name, storage=study_storage(study)).user_attrs.get("service_state") == "running"
+
     try:
-        run_search(s, on_trial_done=on_trial_done)
-    except BaseException as exc:  # noqa: BLE001 - any end of the worker is recorded, then re-raised
+        with interruptible():  # SIGTERM (cancel, or the service gone): the running trial ends FAIL with why
+            run_search(s, on_trial_done=on_trial_done)
+    except Interrupted:
+        return  # whoever stopped it (a cancel, a restarted service) says what the search's state is
+    except BaseException as exc:  # noqa: BLE001 - any other end of the worker is recorded, then re-raised
+        if was_interrupted() or os.getppid() != parent or not still_mine():
+            return  # stopped (the signal may surface wrapped), its service gone, or its search ended by another
         study.set_user_attr("service_state", "failed")
         study.set_user_attr("service_error", f"{type(exc).__name__}: {exc}")
         raise
-    study.set_user_attr("service_state", "done")
+    if still_mine():
+        study.set_user_attr("service_state", "done")
 
 
 class SearchManager:

@@ -208,3 +208,62 @@ def test_cancel_and_a_killed_service_keep_finished_trials(tmp_path):
     assert doc["progress"]["finished"] >= kept
     assert "RUNNING" not in {r["state"] for r in doc["leaderboard"]}
     assert restarted.status(sid)["state"] == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_worker_dies_with_its_killed_service_and_never_rewrites_the_searchs_state(tmp_path):
+    """kill -9 of `automl serve` once left its worker training as an orphan, which later died with
+    "Cannot tell a FAIL trial" and overwrote the restarted service's `interrupted` with `failed`."""
+    import http.client
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "automl.cli", "serve", "--port", str(port), "--storage", url],
+                              env={**os.environ, "AUTOML_API_TOKEN": TOKEN}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("POST", "/v1/searches", json.dumps({**SMALL, "trials": 200, "epochs": 40, "pruner": "none"}),
+                             {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                sid = json.loads(conn.getresponse().read())["id"]
+                break
+            except OSError:
+                assert time.time() < deadline, "the service did not start"
+                time.sleep(0.5)
+        study = None
+        while time.time() < deadline + 240:  # until a trial is running with an epoch reported
+            time.sleep(0.5)
+            study = optuna.load_study(study_name=f"search-{sid}", storage=open_storage(url))
+            running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING" and t.intermediate_values]
+            if running:
+                break
+        worker_pid = int(running[0].user_attrs["worker"].rsplit(":", 1)[1])
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+        gone = time.time() + 30
+        while time.time() < gone:
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker_pid, signal.SIGKILL)
+            pytest.fail("the search worker outlived its killed service by 30 s")
+    finally:
+        if server.poll() is None:
+            server.kill()
+    restarted = SearchManager(url)
+    doc = restarted.status(sid)
+    assert doc["state"] == "interrupted", doc
+    time.sleep(3)  # nothing left running can rewrite it
+    assert restarted.status(sid)["state"] == "interrupted"
+    assert "RUNNING" not in {r["state"] for r in restarted.status(sid)["leaderboard"]}

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from automl.search.settings import SearchSettings, _load_task, error_text, sampler_seed, trial_seed, worker_id
 
-__all__ = ["create_study", "run_optuna", "run_workers", "WorkerError", "Interrupted", "interruptible"]
+__all__ = ["create_study", "run_optuna", "run_workers", "WorkerError", "Interrupted", "interruptible", "was_interrupted"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -35,6 +35,12 @@ class Interrupted(KeyboardInterrupt):
 
 _STOP = threading.Event()  # set by the handler: trials in other threads stop at their next epoch
 _HOW = ["interrupted by the user (Ctrl-C)"]
+
+
+def was_interrupted() -> bool:
+    """Whether a SIGINT or SIGTERM reached this process inside :func:`interruptible` (wherever the
+    exception it raised was caught or wrapped on its way out)."""
+    return _STOP.is_set()
 
 
 @contextlib.contextmanager
@@ -58,7 +64,6 @@ def interruptible():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        _STOP.clear()
 
 
 def create_study(settings: SearchSettings, storage: Any, *, pruner: Any = None, overwrite: bool = False) -> Any:
