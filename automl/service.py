@@ -54,6 +54,8 @@ __all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
 SPACES = ("mlp", "cnn", "resnet", "resnet_small")
 STUDY_PREFIX = "search-"
 ACTIVE = ("queued", "running")
+#: Seconds between a search worker's heartbeats; one silent for 6 beats has lost its owner.
+HEARTBEAT_S = 10.0
 
 
 class ServiceSettings(BaseSettings):
@@ -159,13 +161,26 @@ def _work(settings: dict[str, Any]) -> None:
 
     from automl.search import SearchSettings, run_search
     from automl.search.optuna_backend import Interrupted, interruptible, was_interrupted
+    from automl.search.settings import worker_id
     from automl.storage import open_storage, study_storage
 
     parent = _die_with_parent()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = SearchSettings(**settings)
     study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    study.set_user_attr("service_worker", worker_id())
+    study.set_user_attr("service_heartbeat", time.time())
     study.set_user_attr("service_state", "running")
+
+    def beat() -> None:  # tells another service on this storage that this search has a live owner
+        while True:
+            time.sleep(HEARTBEAT_S)
+            try:
+                study.set_user_attr("service_heartbeat", time.time())
+            except Exception:  # noqa: BLE001 - a storage hiccup: the next beat tries again
+                pass
+
+    threading.Thread(target=beat, name="automl-search-heartbeat", daemon=True).start()
     progress = {"finished": 0, "best": None}
     sign = 1.0 if s.direction == "maximize" else -1.0
 
@@ -193,6 +208,32 @@ def _work(settings: dict[str, Any]) -> None:
         raise
     if still_mine():
         study.set_user_attr("service_state", "done")
+
+
+def _alive(owner: Any) -> Optional[bool]:
+    """Whether the process ``host:pid`` lives: ``None`` when it is on another machine."""
+    import socket
+
+    host, _, pid = str(owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owned(attrs: Mapping[str, Any]) -> bool:
+    """Whether an active search still has a live owner (see :meth:`SearchManager.recover`)."""
+    worker, service = attrs.get("service_worker"), attrs.get("service_owner")
+    here = _alive(worker) if worker else _alive(service)
+    if here is not None:
+        return here
+    beat = attrs.get("service_heartbeat")
+    return isinstance(beat, (int, float)) and time.time() - beat < 6 * HEARTBEAT_S
 
 
 class SearchManager:
@@ -303,11 +344,13 @@ class SearchManager:
     # -- changing ----------------------------------------------------------------------------
     def start(self, req: SearchRequest) -> str:
         from automl.search import SearchSettings, create_study
+        from automl.search.settings import worker_id
 
         sid = uuid.uuid4().hex[:12]
         settings = SearchSettings(**req.model_dump(), storage=self.url, study=STUDY_PREFIX + sid)
         study = create_study(settings, self.storage)
         study.set_user_attr("service_state", "queued")
+        study.set_user_attr("service_owner", worker_id())  # this service, until its worker takes over
         study.set_user_attr("service_created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         study.set_user_attr("service_trials", req.trials)
         study.set_user_attr("service_request", req.model_dump())
@@ -333,12 +376,15 @@ class SearchManager:
         return self.status(sid, with_leaderboard=False)
 
     def recover(self) -> list[str]:
-        """Mark searches a previous service left queued or running as ``interrupted`` (their
-        running trials ``FAIL``); finished trials stay. Returns their ids."""
+        """Mark searches whose owner is gone as ``interrupted`` (their running trials ``FAIL``);
+        finished trials stay. A search another live service is running on this storage is left
+        alone: its worker (or, before it started, its service) is a live process on this machine,
+        or, on another machine, its heartbeat is recent. Returns the ids it marked."""
         found = []
         for sid in self.ids():
             study = self._load(sid)
-            if study.user_attrs.get("service_state") in ACTIVE and sid not in self._procs:
+            attrs = study.user_attrs
+            if attrs.get("service_state") in ACTIVE and sid not in self._procs and not _owned(attrs):
                 self._end(study, "interrupted", "the service stopped while this search ran")
                 found.append(sid)
         return found

@@ -267,3 +267,24 @@ def test_a_worker_dies_with_its_killed_service_and_never_rewrites_the_searchs_st
     time.sleep(3)  # nothing left running can rewrite it
     assert restarted.status(sid)["state"] == "interrupted"
     assert "RUNNING" not in {r["state"] for r in restarted.status(sid)["leaderboard"]}
+
+
+@pytest.mark.slow
+def test_a_second_service_on_the_same_storage_leaves_a_live_search_alone(tmp_path):
+    """Its startup recovery once failed a trial another live service was running."""
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    first = SearchManager(url)
+    try:
+        sid = first.start(SearchRequest(**{**SMALL, "trials": 200, "epochs": 30, "pruner": "none"}))
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            doc = first.status(sid)
+            if doc["state"] == "running" and any(r["state"] == "RUNNING" and r["curve"] for r in doc["leaderboard"]):
+                break
+            time.sleep(0.5)
+        second = SearchManager(url)  # recovers at start
+        assert second.recover() == [] and second.status(sid)["state"] == "running"
+        assert "FAIL" not in {r["state"] for r in first.status(sid)["leaderboard"]}
+    finally:
+        first.shutdown()
+    assert SearchManager(url).status(sid)["state"] == "interrupted"  # its owner gone: now it is recovered
