@@ -68,6 +68,10 @@ class ServiceSettings(BaseSettings):
     storage: str = "sqlite:///automl.db"
     api_token: Optional[SecretStr] = None
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    #: searches training at once (each a process); the others wait, listed as queued with their position
+    max_running_searches: int = Field(2, ge=1, le=64)
+    #: the most trials x epochs one search may ask for
+    max_trial_epochs: int = Field(20_000, ge=1)
 
     @field_validator("api_token", mode="before")
     @classmethod
@@ -239,15 +243,39 @@ def _owned(attrs: Mapping[str, Any]) -> bool:
 class SearchManager:
     """Searches started by this service, each a study ``search-<id>`` in one Optuna storage."""
 
-    def __init__(self, storage: str) -> None:
+    def __init__(self, storage: str, max_running: int = 2) -> None:
         from automl.storage import open_storage
 
         self.url = storage
         self.storage = open_storage(storage)
+        self.max_running = max_running
         self._procs: dict[str, multiprocessing.process.BaseProcess] = {}
+        self._queue: list[tuple[str, dict[str, Any]]] = []  # (id, settings) waiting for a free slot, oldest first
         self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+        self._stop = threading.Event()
         self.recover()
+        threading.Thread(target=self._pump_forever, name="automl-search-queue", daemon=True).start()
+
+    def _pump_forever(self) -> None:
+        while not self._stop.wait(0.5):
+            self._pump()
+
+    def _pump(self) -> None:
+        """Start queued searches while fewer than ``max_running`` run."""
+        with self._lock:
+            running = sum(p.is_alive() for p in self._procs.values())
+            while self._queue and running < self.max_running:
+                sid, settings = self._queue.pop(0)
+                proc = self._ctx.Process(target=_work, args=(settings,), name=f"automl-search-{sid}", daemon=False)
+                proc.start()
+                self._procs[sid] = proc
+                running += 1
+
+    def queue_position(self, sid: str) -> Optional[int]:
+        """1 for the next search to start, ``None`` if ``sid`` is not waiting here."""
+        with self._lock:
+            return next((i + 1 for i, (q, _) in enumerate(self._queue) if q == sid), None)
 
     # -- reading -----------------------------------------------------------------------------
     def _load(self, sid: str) -> Any:
@@ -292,11 +320,11 @@ class SearchManager:
                              "fraction": round(min(1.0, finished / requested), 4) if requested else 0.0},
                 "metric": (attrs.get("metric") or "value"), "direction": frozen.directions[0].name.lower(),
                 "best": {"number": int(best["number"]), "value": _finite(float(best["value"]))} if best else None,
-                "request": attrs.get("service_request"), "error": error,
+                "request": attrs.get("service_request"), "error": error, "queue_position": self.queue_position(sid),
             }
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a study someone else wrote, or damaged
             return {"id": sid, "state": "unreadable", "created": None, "progress": {"finished": 0, "requested": 0, "fraction": 0.0},
-                    "metric": None, "direction": None, "best": None, "request": None,
+                    "metric": None, "direction": None, "best": None, "request": None, "queue_position": None,
                     "error": f"this study cannot be read as a search: {type(exc).__name__}: {exc}"[:300]}
 
     def _live_state(self, sid: str, attrs: Mapping[str, Any]) -> tuple[str, Any]:
@@ -328,7 +356,7 @@ class SearchManager:
                          "fraction": round(min(1.0, finished / requested), 4) if requested else 0.0},
             "metric": (study.metric_names or ["value"])[0], "direction": study.direction.name.lower(),
             "best": {"number": best["number"], "value": best["value"]} if best else None,
-            "request": attrs.get("service_request"), "error": error,
+            "request": attrs.get("service_request"), "error": error, "queue_position": self.queue_position(sid),
         }
         if with_leaderboard:
             from automl.search.results import curves
@@ -354,16 +382,16 @@ class SearchManager:
         study.set_user_attr("service_created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         study.set_user_attr("service_trials", req.trials)
         study.set_user_attr("service_request", req.model_dump())
-        proc = self._ctx.Process(target=_work, args=(settings.model_dump(),), name=f"automl-search-{sid}", daemon=False)
-        proc.start()
         with self._lock:
-            self._procs[sid] = proc
+            self._queue.append((sid, settings.model_dump()))
+        self._pump()
         return sid
 
     def cancel(self, sid: str) -> dict[str, Any]:
         """Stop a search; its running trials end ``FAIL``. Raises ``KeyError`` for an unknown id."""
         study = self._load(sid)
         with self._lock:
+            self._queue = [(q, s) for q, s in self._queue if q != sid]
             proc = self._procs.pop(sid, None)
         if proc is not None and proc.is_alive():
             proc.terminate()
@@ -400,9 +428,11 @@ class SearchManager:
         study.set_user_attr("service_error", why)
 
     def shutdown(self) -> None:
-        """Stop every worker this service started (their searches end ``interrupted``)."""
+        """Stop every worker this service started and drop its queue (those searches end ``interrupted``)."""
+        self._stop.set()
         with self._lock:
-            sids = list(self._procs)
+            sids = list(self._procs) + [q for q, _ in self._queue]
+            self._queue.clear()
         for sid in sids:
             with self._lock:
                 proc = self._procs.pop(sid, None)
@@ -475,7 +505,7 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["searches"] = SearchManager(settings.storage)
+        state["searches"] = SearchManager(settings.storage, max_running=settings.max_running_searches)
         yield
         await run_in_threadpool(state["searches"].shutdown)
 
@@ -507,6 +537,9 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @app.post("/v1/searches", status_code=202, dependencies=[Depends(require_token)])
     def start_search(req: SearchRequest, searches: SearchManager = Depends(manager)) -> dict[str, Any]:
+        if req.trials * req.epochs > settings.max_trial_epochs:
+            raise _invalid(f"trials x epochs = {req.trials} x {req.epochs} = {req.trials * req.epochs} is over this service's "
+                           f"limit of {settings.max_trial_epochs} (AUTOML_MAX_TRIAL_EPOCHS)", "trials")
         sid = searches.start(req)
         return searches.status(sid, with_leaderboard=False)
 

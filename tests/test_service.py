@@ -288,3 +288,21 @@ def test_a_second_service_on_the_same_storage_leaves_a_live_search_alone(tmp_pat
     finally:
         first.shutdown()
     assert SearchManager(url).status(sid)["state"] == "interrupted"  # its owner gone: now it is recovered
+
+
+def test_searches_beyond_the_limit_wait_in_a_visible_queue_and_start_in_turn(tmp_path):
+    """Five POSTs once started five training processes at once; one request could ask 10,000 x 1,000."""
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    settings = ServiceSettings(storage=url, api_token=TOKEN, max_running_searches=1, max_trial_epochs=500)
+    with TestClient(create_app(settings)) as c:
+        res = c.post("/v1/searches", json={**SMALL, "trials": 50, "epochs": 20}, headers=AUTH)
+        assert res.status_code == 422 and "trials x epochs = 50 x 20 = 1000 is over this service's limit of 500" in res.text
+        first = c.post("/v1/searches", json={**SMALL, "trials": 100, "epochs": 5, "pruner": "none"}, headers=AUTH).json()["id"]
+        second = c.post("/v1/searches", json=SMALL, headers=AUTH).json()["id"]
+        third = c.post("/v1/searches", json=SMALL, headers=AUTH).json()["id"]
+        docs = {d["id"]: d for d in c.get("/v1/searches").json()}
+        assert docs[second]["state"] == "queued" and docs[second]["queue_position"] == 1
+        assert docs[third]["queue_position"] == 2 and docs[first]["queue_position"] is None
+        assert c.delete(f"/v1/searches/{first}", headers=AUTH).json()["state"] == "cancelled"
+        done = _wait(c, third, lambda d: d["state"] == "done")  # the queue moved up and ran them in turn
+        assert done["queue_position"] is None and c.get(f"/v1/searches/{second}").json()["state"] == "done"
