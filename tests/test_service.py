@@ -306,3 +306,31 @@ def test_searches_beyond_the_limit_wait_in_a_visible_queue_and_start_in_turn(tmp
         assert c.delete(f"/v1/searches/{first}", headers=AUTH).json()["state"] == "cancelled"
         done = _wait(c, third, lambda d: d["state"] == "done")  # the queue moved up and ran them in turn
         assert done["queue_position"] is None and c.get(f"/v1/searches/{second}").json()["state"] == "done"
+
+
+def test_the_listing_is_served_from_memory_and_read_again_when_old(tmp_path, monkeypatch):
+    """What keeps the list fast at 1,000 searches (timed by benchmarks/service_list.py): one storage
+    read serves many requests; a change this service makes shows at once; an old listing is
+    served while a fresh one is read in the background."""
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    for i in range(3):
+        _stored_search(url, f"{i:012d}", f"2026-01-0{i + 1}T00:00:00+00:00")
+    mgr = SearchManager(url)
+    try:
+        reads = []
+        real = mgr.storage.get_all_studies
+        monkeypatch.setattr(mgr.storage, "get_all_studies", lambda: reads.append(1) or real())
+        for _ in range(5):
+            assert mgr.summaries(10, 0)[1] == 3
+        assert len(reads) == 1
+        _stored_search(url, "000000000009", "2026-01-09T00:00:00+00:00")  # written by another process
+        mgr._listing_at -= 10  # the listing is now old
+        assert mgr.summaries(10, 0)[1] == 3  # served at once, as it was
+        deadline = time.time() + 10
+        while mgr.summaries(10, 0)[1] != 4 and time.time() < deadline:
+            time.sleep(0.05)
+        assert mgr.summaries(10, 0)[1] == 4 and len(reads) == 2
+        mgr._changed()  # what start/cancel do: the next request reads afresh
+        assert mgr.summaries(10, 0)[1] == 4 and len(reads) == 3
+    finally:
+        mgr.shutdown()
