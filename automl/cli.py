@@ -392,7 +392,7 @@ def serve(host: Optional[str], port: Optional[int], storage: Optional[str]) -> N
     AUTOML_API_TOKEN, sent as 'Authorization: Bearer <token>'."""
     import uvicorn
 
-    from automl.service import ServiceSettings, create_app
+    from automl.service import LOOPBACK, ServiceSettings, create_app
     from automl.storage import StorageError, open_storage
 
     given = {k: v for k, v in (("host", host), ("port", port), ("storage", storage)) if v is not None}
@@ -401,7 +401,7 @@ def serve(host: Optional[str], port: Optional[int], storage: Optional[str]) -> N
         open_storage(settings.storage)
     except StorageError as exc:
         raise click.UsageError(str(exc)) from None
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_token is None:
+    if settings.host not in LOOPBACK and settings.api_token is None:
         raise click.UsageError(f"binding to {settings.host!r} beyond loopback needs AUTOML_API_TOKEN set.")
     if settings.api_token is None:
         click.echo("AUTOML_API_TOKEN is not set: searches cannot be started or cancelled, only read.", err=True)

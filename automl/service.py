@@ -54,6 +54,7 @@ __all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
 SPACES = ("mlp", "cnn", "resnet", "resnet_small")
 STUDY_PREFIX = "search-"
 ACTIVE = ("queued", "running")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Seconds between a search worker's heartbeats; one silent for 6 beats has lost its owner.
 HEARTBEAT_S = 10.0
 
@@ -72,6 +73,17 @@ class ServiceSettings(BaseSettings):
     max_running_searches: int = Field(2, ge=1, le=64)
     #: the most trials x epochs one search may ask for
     max_trial_epochs: int = Field(20_000, ge=1)
+    #: Host headers answered, comma-separated (besides the loopback names when bound to loopback);
+    #: empty and bound beyond loopback: any (the token guards what changes state)
+    allowed_hosts: str = ""
+
+    def hosts(self) -> list[str]:
+        """The Host header values this service answers (a request naming another gets 400: a page
+        on another site cannot read the API through DNS rebinding)."""
+        named = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        if self.host in LOOPBACK:
+            return [*named, *LOOPBACK, "[::1]"]
+        return named or ["*"]
 
     @field_validator("api_token", mode="before")
     @classmethod
@@ -497,21 +509,28 @@ class _BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(send)
             return
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
+        if declared is not None:  # a declared length within the limit: the server holds the body to it
+            await self.app(scope, receive, send)
+            return
+        # a streamed (chunked) body: read it here, up to the limit, so an overflow is a 413 and not
+        # an error inside the framework's body parser (which answers 400)
+        messages, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                await self._too_large(send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(send)
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, send: Any) -> None:
         import json
@@ -520,10 +539,6 @@ class _BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _invalid(message: str, *where: str) -> RequestValidationError:
@@ -636,4 +651,7 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
             raise HTTPException(503, f"the guidance-network recommender has no zoo here: {exc}") from None
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts())
     return app

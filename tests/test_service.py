@@ -23,7 +23,7 @@ SMALL = {"space": "mlp", "dataset": "digits", "trials": 3, "epochs": 2, "pruner"
 @pytest.fixture()
 def client(tmp_path):
     settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}", api_token=TOKEN, max_body_bytes=20_000)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -81,7 +81,7 @@ def test_the_list_pages_and_flags_a_study_it_cannot_read_instead_of_failing(tmp_
         _stored_search(url, f"{i:012d}", f"2026-01-0{i + 1}T00:00:00+00:00")
     _stored_search(url, "bad000000000", "2026-01-09T00:00:00+00:00", service_trials="many")  # a non-integer attribute
     optuna.create_study(study_name="search-multi000000", storage=open_storage(url), directions=["maximize", "minimize"])
-    with TestClient(create_app(ServiceSettings(storage=url, api_token=TOKEN))) as c:
+    with TestClient(create_app(ServiceSettings(storage=url, api_token=TOKEN)), base_url="http://127.0.0.1") as c:
         res = c.get("/v1/searches")
         assert res.status_code == 200 and res.headers["X-Total-Count"] == "7"
         docs = {d["id"]: d for d in res.json()}
@@ -120,6 +120,23 @@ def test_oversized_bodies_get_413(client):
     assert client.post("/v1/diagnose", json=big).status_code == 413
 
 
+def test_an_oversized_chunked_body_gets_413_and_a_small_one_is_read():
+    """A streamed body (no Content-Length) over the limit once got 400 from the body parser."""
+    import json
+
+    settings = ServiceSettings(storage="memory", api_token=TOKEN, max_body_bytes=20_000)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        def chunks(doc, size=4096):
+            data = json.dumps(doc).encode()
+            yield from (data[i:i + size] for i in range(0, len(data), size))
+
+        big = {**FLAT, "train_loss": [2.3] * 5000}
+        res = c.post("/v1/diagnose", content=chunks(big), headers={"content-type": "application/json"})
+        assert res.status_code == 413 and "over 20000 bytes" in res.text
+        res = c.post("/v1/diagnose", content=chunks(FLAT, 16), headers={"content-type": "application/json"})
+        assert res.status_code == 200 and "labels" in res.json()
+
+
 def test_diagnose_and_recommend(client):
     res = client.post("/v1/diagnose", json=FLAT)
     assert res.status_code == 200, res.text
@@ -137,7 +154,7 @@ def test_diagnose_and_recommend(client):
 
 def test_no_token_configured_refuses_work(tmp_path):
     settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}")
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         res = c.post("/v1/searches", json=SMALL, headers=AUTH)
         assert res.status_code == 401 and "AUTOML_API_TOKEN" in res.text
 
@@ -148,7 +165,7 @@ def test_an_empty_token_means_no_token_never_an_open_door(tmp_path, monkeypatch,
     monkeypatch.setenv("AUTOML_API_TOKEN", blank)
     settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}")
     assert settings.api_token is None and ServiceSettings(api_token=blank).api_token is None
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         for header in ({"Authorization": "Bearer"}, {"Authorization": "Bearer "}, {"Authorization": f"Bearer {blank}"}, {}):
             res = c.post("/v1/searches", json=SMALL, headers=header)
             assert res.status_code == 401 and "no AUTOML_API_TOKEN set" in res.text, (header, res.text)
@@ -294,7 +311,7 @@ def test_searches_beyond_the_limit_wait_in_a_visible_queue_and_start_in_turn(tmp
     """Five POSTs once started five training processes at once; one request could ask 10,000 x 1,000."""
     url = f"sqlite:///{tmp_path / 'svc.db'}"
     settings = ServiceSettings(storage=url, api_token=TOKEN, max_running_searches=1, max_trial_epochs=500)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
         res = c.post("/v1/searches", json={**SMALL, "trials": 50, "epochs": 20}, headers=AUTH)
         assert res.status_code == 422 and "trials x epochs = 50 x 20 = 1000 is over this service's limit of 500" in res.text
         first = c.post("/v1/searches", json={**SMALL, "trials": 100, "epochs": 5, "pruner": "none"}, headers=AUTH).json()["id"]
@@ -334,3 +351,15 @@ def test_the_listing_is_served_from_memory_and_read_again_when_old(tmp_path, mon
         assert mgr.summaries(10, 0)[1] == 4 and len(reads) == 3
     finally:
         mgr.shutdown()
+
+
+def test_a_host_header_it_does_not_serve_gets_400(tmp_path):
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 could read the list."""
+    settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}", api_token=TOKEN)
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        assert c.get("/v1/searches").status_code == 200
+        assert c.get("/v1/searches", headers={"Host": "localhost:8000"}).status_code == 200
+        assert c.get("/v1/searches", headers={"Host": "evil.example:8000"}).status_code == 400
+        assert c.get("/", headers={"Host": "evil.example"}).status_code == 400
+    wide = ServiceSettings(storage="memory", api_token=TOKEN, host="0.0.0.0", allowed_hosts="automl.lab, 10.0.0.5")
+    assert wide.hosts() == ["automl.lab", "10.0.0.5"] and ServiceSettings(host="0.0.0.0").hosts() == ["*"]

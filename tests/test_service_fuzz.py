@@ -34,7 +34,9 @@ def client(tmp_path_factory):
         mp.setattr(SearchManager, "start", lambda self, req: "0" * 12)
         mp.setattr(SearchManager, "status", lambda self, sid, with_leaderboard=True: {"id": sid, "state": "queued"})
         storage = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
-        with TestClient(create_app(ServiceSettings(storage=storage, api_token=TOKEN)), raise_server_exceptions=False) as c:
+        # schemathesis's ASGI transport names the host "testserver": served here by configuration
+        with TestClient(create_app(ServiceSettings(storage=storage, api_token=TOKEN, allowed_hosts="testserver")),
+                        raise_server_exceptions=False, base_url="http://127.0.0.1") as c:
             yield c
 
 
