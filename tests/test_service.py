@@ -363,3 +363,15 @@ def test_a_host_header_it_does_not_serve_gets_400(tmp_path):
         assert c.get("/", headers={"Host": "evil.example"}).status_code == 400
     wide = ServiceSettings(storage="memory", api_token=TOKEN, host="0.0.0.0", allowed_hosts="automl.lab, 10.0.0.5")
     assert wide.hosts() == ["automl.lab", "10.0.0.5"] and ServiceSettings(host="0.0.0.0").hosts() == ["*"]
+
+
+def test_the_page_allows_no_inline_code_and_no_framing(client):
+    res = client.get("/")
+    csp = res.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp and res.headers["X-Frame-Options"] == "DENY"
+    page = res.text
+    assert "<script>" not in page and "<style>" not in page and "style=" not in page  # all of it in /app.js, /app.css
+    js, css = client.get("/app.js"), client.get("/app.css")
+    assert js.status_code == css.status_code == 200
+    assert js.headers["content-type"].startswith("text/javascript") and "function refresh" in js.text
+    assert css.headers["content-type"].startswith("text/css")

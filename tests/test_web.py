@@ -279,5 +279,9 @@ def test_the_page_starts_and_cancels_a_search_with_the_token_entered_once(browse
 def test_a_poll_interval_out_of_range_is_clamped(browser, server, asked, used):
     """?interval=Infinity once made the page poll with no delay (setInterval overflows)."""
     _, base = server
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(f"{base}/?interval={asked}")
-    assert browser.execute_script("return document.getElementById('interval').textContent") == used
+    shown = WebDriverWait(browser, 30, poll_frequency=0.1).until(
+        lambda d: d.execute_script("return document.getElementById('interval').textContent"))
+    assert shown == used
