@@ -326,7 +326,7 @@ def test_searches_beyond_the_limit_wait_in_a_visible_queue_and_start_in_turn(tmp
 
 
 def test_the_listing_is_served_from_memory_and_read_again_when_old(tmp_path, monkeypatch):
-    """What keeps the list fast at 1,000 searches (timed by benchmarks/service_list.py): one storage
+    """What keeps the list fast at 1,000 searches (timed by benchmarks/service_load.py): one storage
     read serves many requests; a change this service makes shows at once; an old listing is
     served while a fresh one is read in the background."""
     url = f"sqlite:///{tmp_path / 'svc.db'}"
