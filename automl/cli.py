@@ -198,8 +198,8 @@ def _interrupted(settings: Any, how: str, before: int, as_json: bool, start: flo
     study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings.storage))
     me = worker_id()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker") == me:  # a trial stopped before its objective could say why
-            fail_trial(study, t, how)
+        if t.user_attrs.get("worker") == me:  # the signal came between epochs, inside Optuna: say it here
+            fail_trial(study, t, f"{how} during epoch {(t.last_step or 0) + 1} of {settings.epochs}")
     ours = study.get_trials(deepcopy=False)[before:]
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ours)
     stopped = sum(t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith(how) for t in ours)
