@@ -400,7 +400,8 @@ class SearchManager:
             raise ValueError(f"search {sid!r} has {len(study.directions)} objectives; the service runs single-objective searches.")
         attrs = study.user_attrs
         state, error = self._live_state(sid, attrs)  # the worker may have died before it could say so
-        rows = leaderboard(study)
+        trials = study.get_trials(deepcopy=False)  # read once: the leaderboard and the curves share it
+        rows = leaderboard(study, trials)
         requested = int(attrs.get("service_trials", 0)) or len(rows)
         finished = sum(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)
         best = next((r for r in rows if r["state"] == "COMPLETE" and _finite(r["value"]) is not None), None)
@@ -415,7 +416,7 @@ class SearchManager:
         if with_leaderboard:
             from automl.search.results import curves
 
-            per_trial = curves(study)
+            per_trial = curves(trials)
             budget = int(attrs.get("epochs", 0)) or max((r["epochs"] for r in rows), default=0)
             out["budget"] = budget  # epochs a trial may run
             # epochs spent against every trial so far running its full budget: what pruning saved

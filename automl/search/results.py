@@ -8,12 +8,13 @@ from typing import Any, Optional
 __all__ = ["leaderboard", "summarize", "best_test_acc", "curves"]
 
 
-def leaderboard(study: Any) -> list[dict[str, Any]]:
-    """One row per trial: number, state, params, value, epochs, reason; best finished first."""
+def leaderboard(study: Any, trials: Optional[list[Any]] = None) -> list[dict[str, Any]]:
+    """One row per trial: number, state, params, value, epochs, reason, duration; best finished
+    first. ``trials``: the study's trials if the caller has read them already."""
     from automl.reporting import records_of
 
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         epochs = t.user_attrs.get("epochs")
         if epochs is None:
             epochs = t.last_step or len(records_of(t)) or 0
@@ -47,11 +48,11 @@ def _duration(trial: Any) -> Optional[float]:
     return round((end - start).total_seconds(), 1)
 
 
-def curves(study: Any) -> dict[int, dict[str, Any]]:
+def curves(trials: list[Any]) -> dict[int, dict[str, Any]]:
     """Per trial number: its reported curve as ``[[epoch, value], ...]`` (non-finite values as
     ``None``) and the epoch a pruner or the convergence rule stopped it at (``None`` if none did)."""
     out = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         points = [[int(e), v if isinstance(v, (int, float)) and math.isfinite(v) else None]
                   for e, v in sorted(t.intermediate_values.items())]
         stop = t.user_attrs.get("prune_epoch", t.user_attrs.get("stop_epoch"))
