@@ -10,14 +10,13 @@ in benchmarks/results/dashboard_trial.png with a note in dashboard_check.md.
 
 from __future__ import annotations
 
-import os
+import http.client
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -51,9 +50,11 @@ def main() -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
-        for _ in range(60):
+        for _ in range(60):  # wait for the local dashboard server to answer
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard", timeout=2)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/dashboard")
+                conn.getresponse().read()
                 break
             except OSError:
                 time.sleep(0.5)
