@@ -275,6 +275,9 @@ class SearchManager:
         self._listing: Optional[list[dict[str, Any]]] = None  # see summaries()
         self._listing_at = 0.0
         self._refreshing = threading.Lock()
+        self._details: dict[str, tuple[float, dict[str, Any]]] = {}  # see detail()
+        self._detail_locks: dict[str, threading.Lock] = {}
+        self._changed_at = 0.0
         self.recover()
         threading.Thread(target=self._pump_forever, name="automl-search-queue", daemon=True).start()
 
@@ -351,9 +354,41 @@ class SearchManager:
         return docs
 
     def _changed(self) -> None:
-        """This service changed a search: the next listing is read afresh."""
+        """This service changed a search: the next listing and detail are read afresh."""
         with self._lock:
             self._listing, self._listing_at = None, time.monotonic()
+            self._details.clear()
+            self._changed_at = self._listing_at
+
+    #: A search's detail this old (seconds) or younger is served as it was read.
+    DETAIL_MAX_AGE = 1.0
+
+    def detail(self, sid: str) -> dict[str, Any]:
+        """:meth:`status` with the leaderboard and curves, read at most once per
+        :attr:`DETAIL_MAX_AGE` per search: every open page polls it, and reading a search's trials
+        takes tens of milliseconds, so many clients on one search wait for one read and share it
+        (what this service starts or cancels shows at once). Raises as :meth:`status` does."""
+        with self._lock:
+            lock = self._detail_locks.setdefault(sid, threading.Lock())
+        with lock:
+            with self._lock:
+                hit = self._details.get(sid)
+            if hit is not None and time.monotonic() - hit[0] <= self.DETAIL_MAX_AGE:
+                return hit[1]
+            at = time.monotonic()
+            try:
+                doc = self.status(sid)
+            except KeyError:
+                with self._lock:  # no such search: keep no lock for it
+                    self._detail_locks.pop(sid, None)
+                raise
+            with self._lock:
+                # forget the details nobody asked for lately (each holds a search's curves)
+                for old in [k for k, (t, _) in self._details.items() if at - t > 10 * self.DETAIL_MAX_AGE]:
+                    del self._details[old]
+                if at >= self._changed_at:  # never keep a read that a change since has made stale
+                    self._details[sid] = (at, doc)
+            return doc
 
     def _summary(self, frozen: Any) -> dict[str, Any]:
         sid = frozen.study_name[len(STUDY_PREFIX):]
@@ -635,7 +670,7 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
     @app.get("/v1/searches/{sid}")
     def get_search(sid: str, searches: SearchManager = Depends(manager)) -> dict[str, Any]:
         try:
-            return searches.status(sid)
+            return searches.detail(sid)
         except KeyError:
             raise HTTPException(404, f"no search {sid!r}") from None
         except (ValueError, TypeError) as exc:  # a study under our prefix that is not a search we wrote

@@ -353,6 +353,49 @@ def test_the_listing_is_served_from_memory_and_read_again_when_old(tmp_path, mon
         mgr.shutdown()
 
 
+def test_many_clients_on_one_search_share_one_read_of_its_trials(tmp_path, monkeypatch):
+    """What keeps the detail fast when every open page polls it (timed by benchmarks/service_load.py):
+    16 requests at once read the search once; a read older than DETAIL_MAX_AGE is read again; a
+    change this service makes shows at once; an unknown id keeps nothing behind."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    _stored_search(url, "000000000001", "2026-01-01T00:00:00+00:00")
+    mgr = SearchManager(url)
+    try:
+        reads = []
+        real = mgr.status
+
+        def slow_status(sid, **kw):
+            reads.append(sid)
+            time.sleep(0.2)  # a read that takes a while, so the requests overlap
+            return real(sid, **kw)
+
+        monkeypatch.setattr(mgr, "status", slow_status)
+        docs = []
+        threads = [threading.Thread(target=lambda: docs.append(mgr.detail("000000000001"))) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(docs) == 16 and len(reads) == 1 and docs[0]["state"] == "done" and "leaderboard" in docs[0]
+        monkeypatch.setattr(mgr, "DETAIL_MAX_AGE", 0.05)
+        time.sleep(0.1)
+        mgr.detail("000000000001")
+        assert len(reads) == 2
+        monkeypatch.setattr(mgr, "DETAIL_MAX_AGE", 60.0)
+        mgr.detail("000000000001")
+        assert len(reads) == 2
+        mgr._changed()  # what start/cancel do
+        mgr.detail("000000000001")
+        assert len(reads) == 3
+        with pytest.raises(KeyError):
+            mgr.detail("nosuchsearch")
+        assert "nosuchsearch" not in mgr._detail_locks and "nosuchsearch" not in mgr._details
+    finally:
+        mgr.shutdown()
+
+
 def test_a_host_header_it_does_not_serve_gets_400(tmp_path):
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 could read the list."""
     settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}", api_token=TOKEN)
