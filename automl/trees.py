@@ -61,6 +61,13 @@ class Trees:
         self.feature = cat("split_indices", np.int64)
         self.threshold = cat("split_conditions", np.float32)
         self.default_right = ~cat("default_left", bool)
+        # XGBoost numbers a node's right child next to its left one; where it does (always, in the
+        # models we ship) a step is one gather: left child + (goes right). A leaf's "left child" is
+        # itself and nothing goes right of it (threshold +inf).
+        self._adjacent = bool(np.all(self.child[~leaf, 1] == self.child[~leaf, 0] + 1))
+        self._left = self.child[:, 0]
+        self._split = np.where(leaf, np.inf, self.threshold).astype(np.float32)
+        self._feature = np.where(leaf, 0, self.feature)
         self.roots = offset
         self.base = np.asarray(base, dtype=np.float64)
         self.depth = _depth(flat)
@@ -75,6 +82,11 @@ class Trees:
         base = np.repeat(np.arange(n) * x.shape[1], t)
         flat = x.ravel()
         missing = bool(np.isnan(flat).any())
+        if self._adjacent and not missing:
+            left, split, feature = self._left, self._split, self._feature
+            for _ in range(self.depth):
+                node = left[node] + (flat[base + feature[node]] >= split[node])
+            return self.threshold[node].astype(np.float64).reshape(n, t) @ self._owner + self.base
         for _ in range(self.depth):
             v = flat[base + self.feature[node]]
             right = v >= self.threshold[node]  # False for nan: XGBoost goes left iff v < threshold

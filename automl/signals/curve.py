@@ -141,9 +141,16 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def _ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="mergesort")
+    xs = x[order]
     ranks = np.empty(x.size, dtype=float)
-    ranks[order] = np.arange(x.size, dtype=float)
-    # Mean rank for ties.
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
+    new = np.empty(x.size, dtype=bool)
+    new[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new[1:])
+    if new.all():  # no ties
+        ranks[order] = np.arange(x.size, dtype=float)
+        return ranks
+    # Mean rank for ties: each run of equal sorted values shares the mean of its positions.
+    group = np.cumsum(new) - 1
+    mean = np.bincount(group, weights=np.arange(x.size, dtype=float)) / np.bincount(group)
+    ranks[order] = mean[group]
+    return ranks
