@@ -56,14 +56,25 @@ def per_task(doc: dict) -> list[dict]:
     return out
 
 
-def calibration(tasks: dict, seeds: int, trials: int, epochs_per_trial: int = 3) -> dict:
-    """P(beat the best finished trial) from the forecaster for trials at a few epochs of real
-    studies (every earlier trial finished, as in training), against whether the trial's final
-    value did beat the best finished one."""
-    from automl.forecast.model import frame_from_curves, load_forecaster
+def _reliability(p: np.ndarray, y: np.ndarray) -> dict:
+    bins = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0001])
+    rel = [{"p_from": float(lo), "p_to": float(min(hi, 1)), "n": int(m.sum()), "mean_p": float(p[m].mean()),
+            "observed": float(y[m].mean())} for lo, hi in zip(bins[:-1], bins[1:]) if (m := (p >= lo) & (p < hi)).sum()]
+    return {"n": len(p), "brier": float(np.mean((p - y) ** 2)), "base_rate": float(y.mean()), "reliability": rel}
+
+
+def calibration(tasks: dict, seeds: int, trials: int, epochs_per_trial: int = 3, k: int = 15) -> dict:
+    """P(beat the best finished trial) for trials at a few epochs of real studies (every earlier
+    trial finished, as in training), against whether the trial's final value did beat the best
+    finished one: the model's P, which the pruner acts on (``model``), and that P recalibrated on
+    the study's latest ``k`` finished trials (``study``; ``Policy(forecast_calibration=k)``, off by
+    default)."""
+    from automl.decision import TrialHistory
+    from automl.decision.forecast import calibrate_on
+    from automl.forecast.model import frame_from_curves, load_forecaster, shift
 
     model = load_forecaster()
-    ps, hits = [], []
+    ps, qs, hits = [], [], []
     for task, runs in tasks.items():
         for seed in range(seeds):
             order = draw_order(task, len(runs), seed, trials)
@@ -78,16 +89,18 @@ def calibration(tasks: dict, seeds: int, trials: int, epochs_per_trial: int = 3)
                 if len(done) < 3 or last < 2 or len(c) < 3:
                     continue
                 best = min(curves[j][-1] for j in done)
+                history = [TrialHistory(j, dict(enumerate(curves[j].tolist(), 1)), "COMPLETE", float(curves[j][-1]),
+                                        budget=len(curves[j])) for j in done[-k:]]
                 for e in sorted(set(rng.integers(1, min(last, len(c) - 1) + 1, size=epochs_per_trial).tolist())):
                     frame = frame_from_curves([curves[j] for j in done], [len(curves[j]) for j in done], e, len(c),
                                               others=[curves[j] for j in range(i) if j not in done])
-                    ps.append(model.forecast(c[:e], len(c), frame).p_beat)
+                    p = model.forecast(c[:e], len(c), frame).p_beat
+                    offset, _ = calibrate_on(history, sign=1.0, step=e, budget=len(c), k=k)
+                    ps.append(p)
+                    qs.append(shift(p, offset))
                     hits.append(float(np.isfinite(c[-1]) and c[-1] < best))
-    p, y = np.asarray(ps), np.asarray(hits)
-    bins = np.array([0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0001])
-    rel = [{"p_from": float(lo), "p_to": float(min(hi, 1)), "n": int(m.sum()), "mean_p": float(p[m].mean()),
-            "observed": float(y[m].mean())} for lo, hi in zip(bins[:-1], bins[1:]) if (m := (p >= lo) & (p < hi)).sum()]
-    return {"n": len(p), "brier": float(np.mean((p - y) ** 2)), "base_rate": float(y.mean()), "reliability": rel}
+    y = np.asarray(hits)
+    return {"model": _reliability(np.asarray(ps), y), "study": _reliability(np.asarray(qs), y)}
 
 
 def _plot(cal: dict, path: Path) -> None:
@@ -97,14 +110,16 @@ def _plot(cal: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    for name, c in cal.items():
-        r = c["reliability"]
-        ax.plot([x["mean_p"] for x in r], [x["observed"] for x in r], "o-", label=f"{name} (Brier {c['brier']:.3f})")
+    for i, (name, c) in enumerate(cal.items()):
+        for kind, style in (("study", "o-"), ("model", "x:")):
+            r = c[kind]["reliability"]
+            label = f"{name}, {'recalibrated' if kind == 'study' else 'model'} (Brier {c[kind]['brier']:.3f})"
+            ax.plot([x["mean_p"] for x in r], [x["observed"] for x in r], style, color=f"C{i}", label=label)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("predicted P(beat the best finished trial)")
     ax.set_ylabel("observed share that did")
     ax.set_title("Forecaster reliability on real curves it never saw")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -180,12 +195,18 @@ def main() -> None:
             yes = lambda ok: "met" if ok else "**not met**"  # noqa: E731
             lines.append(f"| {r['task'].split('/')[-1]} | {tri(f)} | {tri(sg)} | {r['best_builtin']} | {tri(b)} | "
                          f"{r['cost_ratio']:.2f} | {yes(r['kept_ok'])} | {yes(r['regret_ok'])} | {yes(r['cost_ok'])} |")
-        c = cal[g]
-        lines += ["", f"Calibration of P(beat the best finished trial) on these real curves: {c['n']} trial-epochs, "
-                  f"Brier {c['brier']:.4f} (base rate {c['base_rate']:.3f}).", "",
-                  "| predicted P | n | mean predicted | observed |", "|---|---:|---:|---:|"]
-        lines += [f"| {x['p_from']:.2f}-{x['p_to']:.2f} | {x['n']} | {x['mean_p']:.3f} | {x['observed']:.3f} |"
-                  for x in c["reliability"]]
+        m, c = cal[g]["model"], cal[g]["study"]
+        lines += ["", f"Calibration of P(beat the best finished trial) on these real curves: {m['n']} trial-epochs "
+                  f"(base rate {m['base_rate']:.3f}). The model's P, which the pruner acts on: Brier {m['brier']:.4f}; "
+                  f"recalibrated on each study's latest 15 finished trials (`forecast_calibration=15`, off by default): "
+                  f"Brier {c['brier']:.4f}.", "",
+                  "| predicted P | n | mean predicted | observed | recalibrated: n | mean | observed |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        moved = {x["p_from"]: x for x in c["reliability"]}
+        for x in m["reliability"]:
+            r = moved.get(x["p_from"])
+            tail = f"{r['n']} | {r['mean_p']:.3f} | {r['observed']:.3f}" if r else "0 | - | -"
+            lines.append(f"| {x['p_from']:.2f}-{x['p_to']:.2f} | {x['n']} | {x['mean_p']:.3f} | {x['observed']:.3f} | {tail} |")
         lines.append("")
     lines.append("Reliability plot: `forecast_calibration.png`.")
     (RESULTS / "forecast_replay.md").write_text("\n".join(lines) + "\n")

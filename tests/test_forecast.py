@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from automl.forecast.model import QUANTILES, load_forecaster, p_below, training_
 from automl.forecast.prior import sample_study
 
 FORECAST = Policy(rule="forecast", risk=0.05, forecast_tie=0.0)
+CALIBRATED = FORECAST.model_copy(update={"forecast_calibration": 15})  # P recalibrated on the study
 
 
 def test_quantiles_are_calibrated_on_held_out_synthetic_studies():
@@ -132,11 +134,17 @@ def test_the_reason_names_the_probability_the_risk_and_the_forecast():
     trials, _ = _budget_study()
     pop = Population(trials, direction="minimize", metric="val_loss")
     loser = TrialHistory(99, {e: 1.2 - 0.01 * e for e in range(1, 7)}, budget=40)
-    v = decide(loser, pop, FORECAST)
+    plain = decide(loser, pop, FORECAST)
+    assert plain.reason.startswith("P(beat the best finished trial #8, 0.1818) = ")
+    assert "< risk 0.05; forecast val_loss " in plain.reason and "recalibrated" not in plain.reason
+    v = decide(loser, pop, CALIBRATED)
     assert v.action == "prune" and v.source == "forecast"
     assert v.reason.startswith("P(beat the best finished trial #8, 0.1818) = ")
-    assert "< risk 0.05; forecast val_loss " in v.reason and v.reason.endswith("at epoch 6 of 40")
+    assert re.search(r"< risk 0\.05 \(the model's [0-9.e-]+, recalibrated on this study's \d+ finished trials\); "
+                     r"forecast val_loss ", v.reason), v.reason
+    assert v.reason.endswith("at epoch 6 of 40")
     assert v.evidence["p_beat_best"] < 0.05 and v.evidence["budget"] == 40
+    assert v.evidence["n_calibration"] >= 3 and "p_beat_model" in v.evidence
 
 
 def test_a_final_within_the_outcomes_noise_counts_as_a_tie():
@@ -153,6 +161,90 @@ def test_a_final_within_the_outcomes_noise_counts_as_a_tie():
     tie = decide(me, pop, Policy(rule="forecast", forecast_tie=2.0, protect_top=0.0, risk=0.9))
     assert tie.evidence["p_beat_best"] > strict.evidence["p_beat_best"]
     assert tie.evidence["noise"] > 0 and "within 2x its noise" in tie.reason
+
+
+def test_study_offset_is_zero_where_the_probabilities_leave_one_winner():
+    from automl.forecast.model import shift, study_offset
+
+    assert study_offset([0.25] * 4, [1, 0, 0, 0]) == 0.0  # they sum to the one winner there is
+    over = study_offset([0.5] * 8, [1] + [0] * 7)  # 4 winners expected, 1 seen: P falls
+    under = study_offset([0.02] * 8, [1] + [0] * 7)  # 0.16 expected, 1 seen: P rises
+    assert over < 0 < under
+    # more trials saying the same thing move it further from 0 (the prior weighs less)
+    assert study_offset([0.5] * 16, [1] + [0] * 15) < study_offset([0.5] * 4, [1, 0, 0, 0]) < 0
+    assert study_offset([], []) == 0.0
+    # the shift keeps the order of probabilities and leaves 0 and 1 alone
+    ps = np.linspace(0, 1, 21)
+    moved = [shift(p, over) for p in ps]
+    assert all(b > a for a, b in zip(moved, moved[1:])) and moved[0] == 0.0 and moved[-1] == 1.0
+
+
+def _ordered_study(cross: bool) -> list[TrialHistory]:
+    """12 finished 20-epoch runs with the same finals; their curves keep their order at every epoch,
+    or (``cross``) the eventual best runs are the worst ones at epoch 5 and overtake later."""
+    out = []
+    for i in range(12):
+        final = 0.2 + 0.04 * i
+        c = 0.6 + (0.2 * (11 - i) if cross else 0.0)
+        out.append(TrialHistory(i, {e: final + c * math.exp(-e / 4.0) for e in range(1, 21)}, state="COMPLETE",
+                                final=final + c * math.exp(-5.0), budget=20))
+    return out
+
+
+def test_the_study_calibration_lowers_p_where_the_model_spreads_the_win_over_many_trials():
+    """12 finished runs whose curves never crossed: read at epoch 5 against each other, the model gives
+    them chances that add up to about 2 winners where there was 1; so P of a running trial is moved
+    down (a log-odds offset), and the reason names the model's own P and the trials it was fitted to."""
+    import automl.forecast.model as model
+
+    seen = []
+    fit = model.study_offset
+    me = TrialHistory(99, {e: 0.7 + 0.6 * math.exp(-e / 4.0) for e in range(1, 6)}, budget=20)
+    policy = CALIBRATED.model_copy(update={"protect_top": 0.0})
+    pop = Population(_ordered_study(False), direction="minimize", metric="val_loss")
+    try:
+        model.study_offset = lambda p, won, **kw: seen.append((list(p), list(won))) or fit(p, won, **kw)
+        v = decide(me, pop, policy)
+    finally:
+        model.study_offset = fit
+    (p, won), = seen
+    assert won == [1.0] + [0.0] * 11  # the best run (#0) beat the 11 others
+    assert sum(p) > 1.5
+    assert v.source == "forecast" and v.evidence["n_calibration"] == 12
+    assert v.evidence["study_offset"] < 0 and v.evidence["p_beat_best"] < v.evidence["p_beat_model"]
+    assert "(the model's " in v.reason and "recalibrated on this study's 12 finished trials" in v.reason
+    off = decide(me, pop, policy.model_copy(update={"forecast_calibration": 0}))
+    assert off.evidence["study_offset"] == 0.0 and "recalibrated" not in off.reason
+    assert off.evidence["p_beat_best"] == off.evidence["p_beat_model"] == v.evidence["p_beat_model"]
+
+
+def test_the_study_calibration_cache_never_mixes_two_studies():
+    """Two studies with the same trial numbers, budgets and final values but other curves: each gets
+    its own offset (the one computed without the cache), in either order."""
+    from automl.decision import forecast as check
+
+    a, b = _ordered_study(False), _ordered_study(True)
+    b = [t._replace(final=u.final) for t, u in zip(b, a)]  # same finals as the first study
+    expect = {}
+    for name, trials in (("a", a), ("b", b)):
+        check._CALIBRATIONS.clear()
+        expect[name] = check.calibrate_on(trials, sign=1.0, step=5, budget=20)
+    assert expect["a"] != expect["b"]
+    check._CALIBRATIONS.clear()
+    for name, trials in (("a", a), ("b", b), ("a", a), ("b", b)):
+        assert check.calibrate_on(trials, sign=1.0, step=5, budget=20) == expect[name]
+    assert len(check._CALIBRATIONS) == 2
+
+
+def test_the_recalibrated_probability_is_monotone_in_the_trials_value():
+    pop = Population(_ordered_study(True), direction="minimize", metric="val_loss")
+    policy = CALIBRATED.model_copy(update={"protect_top": 0.0})
+    ps = []
+    for v in np.linspace(0.85, 1.4, 23):  # behind the best value at epoch 5 (0.81): no incumbent
+        me = TrialHistory(99, {**{e: 0.7 + 0.6 * math.exp(-e / 4.0) for e in range(1, 5)}, 5: float(v)}, budget=20)
+        ps.append(decide(me, pop, policy).evidence.get("p_beat_best"))
+    assert None not in ps
+    assert all(b <= a + 1e-12 for a, b in zip(ps, ps[1:])), ps
 
 
 def test_before_enough_finished_trials_it_waits_between_rungs():
@@ -209,7 +301,8 @@ def test_the_forecaster_vetoes_a_rung_cut_it_thinks_will_win():
     assert (cut.action, cut.source) == ("prune", "rung")
 
 
-def test_optuna_and_ray_adapters_give_identical_verdicts():
+@pytest.mark.parametrize("policy", [FORECAST, CALIBRATED], ids=["model", "recalibrated"])
+def test_optuna_and_ray_adapters_give_identical_verdicts(policy):
     import optuna
     from ray.tune.experiment import Trial
 
@@ -218,9 +311,9 @@ def test_optuna_and_ray_adapters_give_identical_verdicts():
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rng = np.random.default_rng(3)
     study = sample_study(rng, 30)
-    pruner = SignalPruner(FORECAST, budget="epochs")
+    pruner = SignalPruner(policy, budget="epochs")
     opt = optuna.create_study(pruner=pruner)
-    sched = SignalScheduler(FORECAST, metric="loss", mode="min", budget="epochs")
+    sched = SignalScheduler(policy, metric="loss", mode="min", budget="epochs")
     for i, (curve, b) in enumerate(zip(study.curves, study.budgets)):
         trial = opt.ask()
         trial.suggest_int("epochs", int(b), int(b))
@@ -249,12 +342,12 @@ def test_decisions_are_the_same_in_another_process():
     trials, curve = _budget_study()
     pop = Population(trials, direction="minimize", metric="val_loss")
     me = TrialHistory(99, dict(enumerate(curve[:7], 1)), budget=60)
-    here = decide(me, pop, FORECAST).model_dump_json()
+    here = decide(me, pop, CALIBRATED).model_dump_json()
     code = (
-        "import json, sys; sys.path.insert(0, 'tests'); from test_forecast import _budget_study, FORECAST;"
+        "import json, sys; sys.path.insert(0, 'tests'); from test_forecast import _budget_study, CALIBRATED;"
         "from automl.decision import Population, TrialHistory, decide;"
         "t, c = _budget_study(); print(decide(TrialHistory(99, dict(enumerate(c[:7], 1)), budget=60),"
-        " Population(t, direction='minimize', metric='val_loss'), FORECAST).model_dump_json())"
+        " Population(t, direction='minimize', metric='val_loss'), CALIBRATED).model_dump_json())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == json.loads(here)

@@ -1,12 +1,15 @@
 """The forecaster's check (``Policy(rule="forecast")``): one calibrated probability per trial.
 
 Prune when P(this trial's final value beats the best finished trial's) < ``risk``, the rule of
-LC-PFN (Adriaensen et al., NeurIPS 2023), with the probability from :mod:`automl.forecast`.
+LC-PFN (Adriaensen et al., NeurIPS 2023), with the probability from :mod:`automl.forecast`,
+recalibrated on the study's own finished trials (:func:`study_calibration`).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -14,9 +17,10 @@ import numpy as np
 from automl.decision.checks import final_noise
 from automl.decision.context import Context
 from automl.decision.text import fmt
-from automl.decision.verdict import FINISHED, Verdict
+from automl.decision.verdict import FINISHED, TrialHistory, Verdict
+from automl.forecast.model import shift
 
-__all__ = ["forecast", "waiting", "own_budget", "predict"]
+__all__ = ["forecast", "waiting", "own_budget", "predict", "study_calibration", "calibrate_on", "finished_chances"]
 
 
 def own_budget(ctx: Context, finished_budgets) -> int:
@@ -65,7 +69,7 @@ def _frame(ctx: Context, need: int):
         first=np.asarray([sign * t.values[next(iter(t.values))] for t in done]),
         others_at_epoch=np.asarray(others),
     )
-    return frame, budget
+    return frame, budget, done
 
 
 def _get(values, step: int) -> float:
@@ -73,17 +77,116 @@ def _get(values, step: int) -> float:
     return math.nan if v is None else v
 
 
+def _at(values, step: int, sign: float) -> float:
+    v = values.get(step)
+    return math.nan if v is None else sign * v
+
+
+def study_calibration(ctx: Context, budget: int, done: Sequence[TrialHistory]) -> tuple[float, int]:
+    """``(offset, n)``: the log-odds offset of P(beat the best finished trial) that this study's
+    latest ``Policy.forecast_calibration`` finished trials (of ``done``, those with a finite final
+    value) call for at the asking trial's share of its budget, and how many it read
+    (:func:`calibrate_on`)."""
+    return calibrate_on(done, sign=ctx.sign, step=ctx.step, budget=budget, k=ctx.policy.forecast_calibration)
+
+
+def calibrate_on(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int, k: int = 15) -> tuple[float, int]:
+    """``(offset, n)``: the study's own log-odds offset of P(beat the best finished trial) for a
+    trial at ``step`` of ``budget``, from the latest ``k`` of ``finished`` (each with a finite final
+    value; ``sign`` +1 where lower is better, -1 where higher is), and how many of them it read (0,
+    with offset 0, where fewer than 3 could be read).
+
+    Each of them is forecast as it stood at the same share of its own budget, against the others of
+    them, as if it were running; exactly one of them beat the others
+    (:func:`automl.forecast.model.study_offset`). Where the model gives these trials more chances
+    than that one winner leaves (the study's curves order early), P falls; where the winner got
+    less than its share, P rises."""
+    if k < 3 or len(finished) < 3:
+        return 0.0, 0
+    trials = sorted(finished, key=lambda t: t.number)[-k:]
+    budgets = [int(t.budget or next(reversed(t.values))) for t in trials]
+    steps = _steps(budgets, step, budget)
+    # Finished trials do not change, and in a study most trials are pruned: the trials that ask next
+    # meet the same finished ones at the same epochs. The key holds their numbers, budgets and finals
+    # and a hash of all their values, so two studies in one process do not share an entry.
+    key = (sign, steps, tuple((t.number, b, t.final) for t, b in zip(trials, budgets)),
+           hash(tuple(tuple(t.values.items()) for t in trials)))
+    got = _CALIBRATIONS.get(key)
+    if got is None:
+        got = _calibrate(trials, budgets, steps, sign)
+        with _LOCK:
+            while len(_CALIBRATIONS) >= _CACHE_SIZE:
+                del _CALIBRATIONS[next(iter(_CALIBRATIONS))]
+            _CALIBRATIONS[key] = got
+    return got
+
+
+#: Recent study calibrations (oldest first), keyed by the finished trials' data, epoch and budget.
+_CALIBRATIONS: dict = {}
+_CACHE_SIZE = 2048
+_LOCK = threading.Lock()
+
+
+def _calibrate(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float) -> tuple[float, int]:
+    from automl.forecast.model import study_offset
+
+    p, won = _chances(trials, budgets, steps, sign)
+    return (study_offset(p, won), len(p)) if len(p) >= 3 else (0.0, 0)
+
+
+def finished_chances(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int,
+                     k: int = 15) -> tuple[list[float], list[float]]:
+    """What :func:`calibrate_on` fits, uncached: for each of the latest ``k`` finished trials, the
+    model's P that it beats the others (read at the same share of its budget as ``step`` of
+    ``budget``), and 1 for the one that did (0 for the rest)."""
+    trials = sorted(finished, key=lambda t: t.number)[-k:]
+    budgets = [int(t.budget or next(reversed(t.values))) for t in trials]
+    return _chances(trials, budgets, _steps(budgets, step, budget), sign)
+
+
+def _steps(budgets: Sequence[int], step: int, budget: int) -> tuple[int, ...]:
+    """Each finished trial's epoch at the share ``step / budget`` of its own budget (before its end)."""
+    return tuple(min(b - 1, max(1, round(step / budget * b))) for b in budgets)
+
+
+def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float) -> tuple[list[float], list[float]]:
+    from automl.forecast.features import StudyFrame, features
+    from automl.forecast.model import load_forecaster, p_below
+
+    final = np.asarray([sign * t.final for t in trials])
+    first = np.asarray([sign * t.values[next(iter(t.values))] for t in trials])
+    fb = np.asarray(budgets, dtype=float)
+    # each trial's value at its own share of the budget (the same share for every one of them)
+    at_share = np.asarray([_at(t.values, s, sign) for t, s in zip(trials, steps)])
+    same = len(set(steps)) == 1
+    rows, won, n = [], [], len(trials)
+    for j, (t, b, e) in enumerate(zip(trials, budgets, steps)):
+        own = [sign * t.values[s] for s in sorted(t.values) if s <= e]
+        if b < 2 or not own or not all(v - v == 0 for v in own):
+            continue
+        rest = np.arange(n) != j
+        at_e = at_share[rest] if same else np.asarray([_at(u.values, e, sign) for i, u in enumerate(trials) if i != j])
+        frame = StudyFrame(at_epoch=at_e, at_progress=at_share[rest], final=final[rest], budget=fb[rest],
+                           first=first[rest], others_at_epoch=at_e)
+        rows.append(features(np.asarray(own), b, frame, epoch=e)[0])
+        won.append(float(final[j] < final[rest].min()))
+    if not rows:
+        return [], []
+    zq = load_forecaster().predict_z(np.stack(rows))
+    return [p_below(q, x=0.0) for q in zq], won
+
+
 def predict(ctx: Context, need: int):
-    """``(forecast, frame, budget)`` of the trial's final value, or ``None`` with fewer than
-    ``need`` finished trials."""
+    """``(forecast, frame, budget, finished trials)`` of the trial's final value, or ``None`` with
+    fewer than ``need`` finished trials."""
     got = _frame(ctx, need)
     if got is None:
         return None
     from automl.forecast.model import load_forecaster
 
-    frame, budget = got
+    frame, budget, done = got
     own = np.asarray([ctx.sign * ctx.trial.values[s] for s in sorted(ctx.trial.values)])
-    return load_forecaster().forecast(own, budget, frame, epoch=ctx.step), frame, budget
+    return load_forecaster().forecast(own, budget, frame, epoch=ctx.step), frame, budget, done
 
 
 def forecast(ctx: Context) -> Optional[Verdict]:
@@ -93,11 +196,14 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     got = predict(ctx, ctx.policy.forecast_min_finished)
     if got is None:
         return None
-    fc, frame, budget = got
+    fc, frame, budget, done = got
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
+    offset, n_cal = study_calibration(ctx, budget, done)
     # A tie only raises P: the noise (it reads many trials) is needed only where P itself is below risk.
-    noise = final_noise(ctx.population.trials, ctx.trial.number) if pol.forecast_tie > 0 and fc.p_beat < pol.risk else 0.0
-    p = fc.p_below(peers.best_final + pol.forecast_tie * noise) if noise > 0 else fc.p_beat
+    noise = final_noise(ctx.population.trials, ctx.trial.number) \
+        if pol.forecast_tie > 0 and shift(fc.p_beat, offset) < pol.risk else 0.0
+    raw = fc.p_below(peers.best_final + pol.forecast_tie * noise) if noise > 0 else fc.p_beat
+    p = shift(raw, offset)
     # The band's pessimistic end shows no worse than the study's typical first value or the trial's
     # own value now: beyond them the model's upper quantiles only say "may diverge".
     cap = max(fc.best + fc.span, ctx.current)
@@ -107,12 +213,14 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     best = f"the best finished trial #{peers.best_final_number}, {fmt(sign * peers.best_final)}{tie}"
     shown = f"forecast {ctx.metric} {fmt(mid)} [{fmt(lo)}, {fmt(hi)}] at epoch {ctx.step} of {budget}"
     evidence = {"epoch": ctx.step, "budget": budget, "value": ctx.value, "p_beat_best": p, "risk": pol.risk,
+                "p_beat_model": raw, "study_offset": offset, "n_calibration": n_cal,
                 "predicted_final": mid, "final_q10": lo, "final_q90": hi, "best_finished": sign * peers.best_final,
                 "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise}
+    cal = f" (the model's {raw:.2g}, recalibrated on this study's {n_cal} finished trials)" if n_cal else ""
     if p < pol.risk:
-        return Verdict(action="prune", reason=f"P(beat {best}) = {p:.2g} < risk {pol.risk:g}; {shown}",
+        return Verdict(action="prune", reason=f"P(beat {best}) = {p:.2g} < risk {pol.risk:g}{cal}; {shown}",
                        evidence=evidence, predicted_final=mid, source="forecast")
-    return Verdict(action="continue", reason=f"P(beat {best}) = {p:.2g} >= risk {pol.risk:g}; {shown}",
+    return Verdict(action="continue", reason=f"P(beat {best}) = {p:.2g} >= risk {pol.risk:g}{cal}; {shown}",
                    evidence=evidence, predicted_final=mid, source="forecast")
 
 

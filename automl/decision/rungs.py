@@ -93,7 +93,7 @@ def rungs(ctx: Context) -> Optional[Verdict]:
     if got is None:
         return Verdict(action="prune", source="rung", evidence=evidence,
                        reason=f"{cut}; no forecast to veto it ({p.n_finished} finished trials, it needs {VETO_MIN_FINISHED})")
-    fc, _, _ = got
+    fc = got[0]
     evidence.update(p_beat_best=fc.p_beat, rung_veto=pol.rung_veto)
     best = f"the best finished trial #{p.best_final_number}, {fmt(ctx.sign * p.best_final)}"
     if fc.p_beat >= pol.rung_veto:
