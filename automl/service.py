@@ -31,6 +31,7 @@ import hmac
 import math
 import multiprocessing
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -63,6 +64,8 @@ PAGE_HEADERS = {
 }
 #: Seconds between a search worker's heartbeats; one silent for 6 beats has lost its owner.
 HEARTBEAT_S = 10.0
+#: Seconds the service's own Ray may take to start.
+RAY_START_S = 120.0
 
 
 class ServiceSettings(BaseSettings):
@@ -79,6 +82,11 @@ class ServiceSettings(BaseSettings):
     max_running_searches: int = Field(2, ge=1, le=64)
     #: the most trials x epochs one search may ask for
     max_trial_epochs: int = Field(20_000, ge=1)
+    #: a running Ray cluster (``ray start --head``) every Ray search of this service joins; empty: the
+    #: service starts one local Ray for its first Ray search, shared by the next, stopped with it
+    ray_address: Optional[str] = None
+    #: CPUs of that local Ray (default: the machine's)
+    ray_cpus: Optional[int] = Field(None, ge=1)
     #: Host headers answered, comma-separated (besides the loopback names when bound to loopback);
     #: empty and bound beyond loopback: any (the token guards what changes state)
     allowed_hosts: str = ""
@@ -175,10 +183,39 @@ def _die_with_parent() -> int:
     return parent
 
 
-def _work(settings: dict[str, Any]) -> None:
+def _ray_head(conn: Any, num_cpus: int, token: str) -> None:
+    """The service's one local Ray, in a process of its own started for its first Ray search: it
+    sends back its address (or why it could not start), then holds Ray until the service says stop
+    or is gone (it dies with the service, as workers do), and shuts it down. Only drivers holding
+    ``token`` may join it (Ray's token authentication): the service's search workers."""
+    _die_with_parent()
+    os.environ.update(_ray_env(token))
+    try:
+        import ray
+
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        conn.send(("ok", ray.get_runtime_context().gcs_address))
+    except Exception as exc:  # noqa: BLE001 - the service reports it on the search that asked
+        conn.send(("error", f"{type(exc).__name__}: {exc}"[:300]))
+        return
+    try:
+        conn.recv()  # "stop", or EOF once the service is gone
+    except (EOFError, OSError):
+        pass
+    finally:
+        ray.shutdown()
+
+
+def _ray_env(token: str) -> dict[str, str]:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _work(settings: dict[str, Any], env: Optional[dict[str, str]] = None) -> None:
     """A search's worker process: run it, and leave its state in the study. It dies with the
     service; if it finds its search already ended by someone else (cancelled, or marked
-    interrupted by a restarted service), it stops quietly and changes nothing."""
+    interrupted by a restarted service), it stops quietly and changes nothing. ``env``: variables
+    it runs with (the token of the service's Ray), kept out of the stored settings."""
+    os.environ.update(env or {})
     import optuna
 
     from automl.search import SearchSettings, run_search
@@ -193,6 +230,8 @@ def _work(settings: dict[str, Any]) -> None:
     study.set_user_attr("service_worker", worker_id())
     study.set_user_attr("service_heartbeat", time.time())
     study.set_user_attr("service_state", "running")
+    if s.backend == "ray":
+        study.set_user_attr("service_ray", s.ray_address)  # the cluster its trials ran on
 
     def beat() -> None:  # tells another service on this storage that this search has a live owner
         while True:
@@ -261,7 +300,8 @@ def _owned(attrs: Mapping[str, Any]) -> bool:
 class SearchManager:
     """Searches started by this service, each a study ``search-<id>`` in one Optuna storage."""
 
-    def __init__(self, storage: str, max_running: int = 2) -> None:
+    def __init__(self, storage: str, max_running: int = 2, *, ray_address: Optional[str] = None,
+                 ray_cpus: Optional[int] = None) -> None:
         from automl.storage import open_storage
 
         self.url = storage
@@ -278,6 +318,13 @@ class SearchManager:
         self._details: dict[str, tuple[float, dict[str, Any]]] = {}  # see detail()
         self._detail_locks: dict[str, threading.Lock] = {}
         self._changed_at = 0.0
+        self._starting: set[str] = set()  # taken from the queue, their worker not started yet
+        self._dropped: set[str] = set()  # cancelled while starting
+        self._ray_given = ray_address or None
+        self._ray_cpus = ray_cpus or os.cpu_count() or 1
+        self._ray: Optional[tuple[Any, Any, str]] = None  # (process, pipe, address) of the service's own Ray
+        self._ray_token = secrets.token_hex(32)  # only this service's workers may join that Ray
+        self._ray_lock = threading.Lock()
         self.recover()
         threading.Thread(target=self._pump_forever, name="automl-search-queue", daemon=True).start()
 
@@ -286,16 +333,86 @@ class SearchManager:
             self._pump()
 
     def _pump(self) -> None:
-        """Start queued searches while fewer than ``max_running`` run."""
+        """Start queued searches while fewer than ``max_running`` run. A Ray search joins the
+        service's Ray (:meth:`ray_address`), which may take seconds to start the first time: that
+        happens outside the lock, so the service answers meanwhile."""
         with self._lock:
-            running = sum(p.is_alive() for p in self._procs.values())
+            running = sum(p.is_alive() for p in self._procs.values()) + len(self._starting)
+            ready = []
             while self._queue and running < self.max_running:
                 sid, settings = self._queue.pop(0)
-                proc = self._ctx.Process(target=_work, args=(settings,), name=f"automl-search-{sid}", daemon=False)
-                proc.start()
-                self._procs[sid] = proc
+                self._starting.add(sid)
+                ready.append((sid, settings))
                 running += 1
-                self._listing = None  # its queue position changed (the lock is held: set directly)
+            if ready:
+                self._listing = None  # queue positions changed (the lock is held: set directly)
+        for sid, settings in ready:
+            if self._stop.is_set():  # shutting down: a restarted service takes it from its stored state
+                with self._lock:
+                    self._starting.discard(sid)
+                continue
+            try:
+                env: dict[str, str] = {}
+                if settings.get("backend") == "ray" and not settings.get("ray_address"):
+                    settings = {**settings, "ray_address": self.ray_address()}
+                    env = _ray_env(self._ray_token) if self._ray_given is None else {}
+                proc = self._ctx.Process(target=_work, args=(settings, env), name=f"automl-search-{sid}", daemon=False)
+                proc.start()
+            except Exception as exc:  # noqa: BLE001 - the search says why it never started
+                with self._lock:
+                    self._starting.discard(sid)
+                    self._dropped.discard(sid)
+                self._end(self._load(sid), "failed", f"the search could not start: {exc}"[:300])
+                continue
+            with self._lock:
+                self._starting.discard(sid)
+                self._procs[sid] = proc
+                dropped = sid in self._dropped
+                self._dropped.discard(sid)
+            if dropped:  # cancelled while it was starting
+                proc.terminate()
+
+    def ray_address(self) -> str:
+        """The Ray cluster this service's Ray searches join: ``AUTOML_RAY_ADDRESS``, or one local Ray
+        the service starts for its first Ray search (``AUTOML_RAY_CPUS`` CPUs), shares with every
+        later one, and stops when it stops. Raises ``RuntimeError`` if that Ray cannot start."""
+        if self._ray_given:
+            return self._ray_given
+        with self._ray_lock:
+            if self._ray is not None and self._ray[0].is_alive():
+                return self._ray[2]
+            mine, theirs = self._ctx.Pipe()
+            proc = self._ctx.Process(target=_ray_head, args=(theirs, self._ray_cpus, self._ray_token), name="automl-ray",
+                                     daemon=False)
+            proc.start()
+            theirs.close()
+            if not mine.poll(RAY_START_S):
+                proc.kill()
+                raise RuntimeError(f"the service's Ray did not start within {RAY_START_S:g} s")
+            try:
+                kind, value = mine.recv()
+            except EOFError:
+                kind, value = "error", f"its process exited with code {proc.exitcode}"
+            if kind != "ok":
+                proc.join(5)
+                raise RuntimeError(f"the service's Ray did not start: {value}")
+            self._ray = (proc, mine, value)
+            return value
+
+    def _stop_ray(self) -> None:
+        with self._ray_lock:
+            head, self._ray = self._ray, None
+        if head is None:
+            return
+        proc, pipe, _ = head
+        try:
+            pipe.send("stop")
+        except (OSError, ValueError):
+            pass
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
 
     def queue_position(self, sid: str) -> Optional[int]:
         """1 for the next search to start, ``None`` if ``sid`` is not waiting here."""
@@ -484,6 +601,8 @@ class SearchManager:
         with self._lock:
             self._queue = [(q, s) for q, s in self._queue if q != sid]
             proc = self._procs.pop(sid, None)
+            if sid in self._starting:
+                self._dropped.add(sid)
         if proc is not None and proc.is_alive():
             proc.terminate()
             proc.join(10)
@@ -534,6 +653,7 @@ class SearchManager:
             study = self._load(sid)
             if study.user_attrs.get("service_state") in ACTIVE:
                 self._end(study, "interrupted", "the service stopped while this search ran")
+        self._stop_ray()
 
 
 # ------------------------------------------------------------------------------------- the app
@@ -600,7 +720,9 @@ def create_app(settings: Optional[ServiceSettings] = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["searches"] = SearchManager(settings.storage, max_running=settings.max_running_searches)
+        state["searches"] = app.state.searches = SearchManager(
+            settings.storage, max_running=settings.max_running_searches, ray_address=settings.ray_address,
+            ray_cpus=settings.ray_cpus)
         yield
         await run_in_threadpool(state["searches"].shutdown)
 

@@ -60,8 +60,8 @@ def run_ray(settings: Any, space: Any, study: Any, on_trial_done: Optional[Calla
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ValueError(f"cannot reach the Ray cluster at {settings.ray_address!r} ({first}); "
                                  "start one with `ray start --head`, or leave out --ray-address for a local Ray.") from None
-        else:
-            ray.init(num_cpus=settings.n_jobs, **kwargs)
+        else:  # a Ray of its own, even where `ray start` left a cluster running (ray.init() would join that)
+            ray.init(address="local", num_cpus=settings.n_jobs, **kwargs)
         started_here = True
     try:
         tuner = tune.Tuner(
