@@ -262,9 +262,10 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("curves_file", metavar="CURVES.json", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--k", "k", type=click.IntRange(min=2), default=None,
-              help="Read only the first K epochs (default: all, at most the model's 8).")
+              help="The model reads the first K epochs (2-8, what it was trained on; default: up to 8); the "
+                   "threshold rules read the whole run and give each label's onset epoch.")
 @click.option("--n-classes", type=click.IntRange(min=2), default=None, help="Classes of the task (the rules' chance level; default 10).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...]} as JSON.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...], "epochs": K, "run_epochs": N, "rule_onsets": {LABEL: EPOCH}} as JSON.')
 def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_json: bool) -> None:
     """Label a run's failure from its curves: CURVES.json holds per-epoch lists train_loss, val_loss,
     train_acc, val_acc, and optionally test_acc (needed for 'shift'), grad_norm_first, grad_norm_last,
@@ -294,7 +295,8 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"first {result.epochs} epochs, {result.view} view")
+    of = f" of {result.run_epochs}" if result.run_epochs > result.epochs else ""
+    table = Table(title=f"model: first {result.epochs}{of} epochs")
     table.add_column("label")
     table.add_column("p", justify="right")
     for lab, p in sorted(result.labels.items(), key=lambda kv: -kv[1]):

@@ -33,7 +33,7 @@ from automl.validation import check_optional_positive_int, check_positive_int
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
 __all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "validate_curves", "run_from_bank",
-           "run_from_records", "MODEL_PATH", "GROUPS", "VIEWS", "view_of", "restrict", "view_labels"]
+           "run_from_records", "MODEL_PATH", "GROUPS", "VIEWS", "view_of", "restrict", "view_labels", "rule_onsets"]
 
 #: Optional inputs, in groups that a model view reads all or none of.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -82,6 +82,10 @@ class Diagnosis(BaseModel):
         reasons: one readable sentence per label at or above ``threshold``, with the numbers
             behind it; for a healthy run, the label that came closest; then what was not assessed.
         epochs: how many epochs the model read (the first ``epochs`` of the run).
+        run_epochs: how many epochs the run has.
+        rule_onsets: the labels the threshold rules (:data:`automl.signals.failure.RULES`) give
+            the whole run, each with the first epoch by which its rule holds: the whole-run view,
+            where a failure that starts after the epochs the model read shows.
         threshold: the probability at which a label counts as present.
         view: the model view that read the run (:data:`VIEWS`), from the inputs it has.
         unassessed: labels the inputs cannot show (``shift`` without ``test_acc``).
@@ -91,6 +95,8 @@ class Diagnosis(BaseModel):
     healthy: float
     reasons: list[str] = Field(default_factory=list)
     epochs: int = 0
+    run_epochs: int = 0
+    rule_onsets: dict[str, int] = Field(default_factory=dict)
     threshold: float = 0.5
     view: str = "full"
     unassessed: list[str] = Field(default_factory=list)
@@ -101,8 +107,10 @@ class Diagnosis(BaseModel):
         return sorted((k for k, p in self.labels.items() if p >= self.threshold), key=lambda k: -self.labels[k])
 
     def public(self) -> dict[str, Any]:
-        """The JSON object of ``automl diagnose --json``: labels, healthy, reasons."""
-        return {"labels": self.labels, "healthy": self.healthy, "reasons": self.reasons}
+        """The JSON object of ``automl diagnose --json``: labels, healthy, reasons, the epochs the
+        model read and the run's, and the whole run's rule labels with their onset epochs."""
+        return {"labels": self.labels, "healthy": self.healthy, "reasons": self.reasons, "epochs": self.epochs,
+                "run_epochs": self.run_epochs, "rule_onsets": self.rule_onsets}
 
 
 class DiagnosisModel:
@@ -373,8 +381,10 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     mapping (see :func:`validate_curves`).
 
     Args:
-        k: read the first k epochs (default: all, up to the largest k the model was trained on, 8;
-            a longer run is read from its first 8 epochs, which is what the model was validated on).
+        k: the model reads the first k epochs (default: all, up to the largest k it was trained on,
+            8: a longer run is read by the model from its first 8 epochs, which is what it was
+            validated on, and by the threshold rules in full, with the epoch each rule's label
+            starts at). A k outside what the model was trained on, or beyond the run, is refused.
         model: a :class:`DiagnosisModel` (default: the shipped one).
         n_classes: the task's number of classes, for the rules' chance level (default 10).
 
@@ -394,6 +404,12 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     n = len(run["train_loss"])
     lo, hi = model.k_range
     k = check_optional_positive_int("k", k, minimum=2)
+    if k is not None and not lo <= k <= hi:
+        raise ValueError(f"k={k}: the model reads the first {lo} to {hi} epochs of a run (what it was trained and "
+                         f"validated on); give a k in that range, or none (the first {min(n, hi)} of this run's {n}, "
+                         "and the threshold rules over all of them).")
+    if k is not None and k > n:
+        raise ValueError(f"k={k}: the run has only {n} epochs.")
     k = min(n, hi, k or n)
     view = view_of(run)
     seen = restrict(run, view)
@@ -419,5 +435,34 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
     rules = sorted(rule_labels(seen, k))
     if rules:
         reasons.append("threshold rules (automl.signals.failure.RULES) on the same epochs: " + ", ".join(rules))
-    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, threshold=model.threshold,
-                     view=view, unassessed=unassessed)
+    onsets = rule_onsets(seen)
+    if n > k:
+        late = {lab: e for lab, e in onsets.items() if e > k}
+        reasons.append(f"the model read the first {k} of the run's {n} epochs (what it was validated on); the threshold "
+                       f"rules over all {n}: " + (", ".join(f"{lab} from epoch {e}" for lab, e in onsets.items()) or "none")
+                       + (f" ({', '.join(late)} after the epochs the model read)" if late else ""))
+    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, run_epochs=n, rule_onsets=onsets,
+                     threshold=model.threshold, view=view, unassessed=unassessed)
+
+
+def rule_onsets(run: Mapping[str, Any]) -> dict[str, int]:
+    """The labels the threshold rules give the whole run, each with the first epoch e such that
+    they give it to the first e epochs and to every longer prefix (the epoch it has held since).
+
+    Example:
+        >>> run = {"train_loss": [1.0, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.01],
+        ...        "val_loss": [1.0, 0.7, 0.6, 0.6, 0.65, 0.8, 1.0, 1.2, 1.4, 1.6],
+        ...        "train_acc": [0.6, 0.7, 0.75, 0.8, 0.86, 0.92, 0.96, 0.99, 1.0, 1.0],
+        ...        "val_acc": [0.6, 0.7, 0.74, 0.75, 0.74, 0.72, 0.7, 0.68, 0.66, 0.65]}
+        >>> rule_onsets(run)  # the train-val accuracy gap passes the rule's 0.15 at epoch 6
+        {'overfit': 6}
+    """
+    n = len(run["train_loss"])
+    final = rule_labels(run, n)
+    onsets: dict[str, int] = {}
+    for e in range(n, 1, -1):  # walk back while each label still holds
+        here = rule_labels(run, e) if e < n else final
+        for lab in final:
+            if lab in here and onsets.get(lab, e + 1) == e + 1:
+                onsets[lab] = e
+    return {lab: onsets[lab] for lab in sorted(final, key=lambda lab: (onsets[lab], lab))}

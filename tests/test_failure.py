@@ -107,6 +107,43 @@ def test_diagnose_separates_a_stuck_run_from_a_healthy_one():
     assert not good.present and "no failure label" in good.reasons[0]
 
 
+#: 30 epochs that learn well for 8, then overfit: validation loss rises from epoch 10 while the training
+#: loss keeps falling, and the train-val accuracy gap grows past the rule's 0.15
+LATE_OVERFIT = {
+    "train_loss": [1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.05] + [0.04 - 0.001 * i for i in range(20)],
+    "val_loss": [1.0, 0.7, 0.6, 0.55, 0.52, 0.5, 0.5, 0.51, 0.52, 0.53] + [0.55 + 0.05 * i for i in range(20)],
+    "train_acc": [0.6, 0.7, 0.75, 0.8, 0.83, 0.85, 0.87, 0.88, 0.89, 0.9] + [min(1.0, 0.91 + 0.01 * i) for i in range(20)],
+    "val_acc": [0.6, 0.7, 0.72, 0.73, 0.74, 0.745, 0.75, 0.75, 0.748, 0.746] + [0.74 - 0.004 * i for i in range(20)],
+}
+
+
+def test_a_failure_after_the_epochs_the_model_reads_shows_with_its_onset():
+    d = diagnose(LATE_OVERFIT)
+    assert (d.epochs, d.run_epochs) == (8, 30)
+    assert "overfit" in d.rule_onsets and d.rule_onsets["overfit"] > 8
+    line = next(r for r in d.reasons if r.startswith("the model read the first 8 of the run's 30 epochs"))
+    assert f"overfit from epoch {d.rule_onsets['overfit']}" in line and "after the epochs the model read" in line
+    doc = d.public()
+    assert doc["run_epochs"] == 30 and doc["epochs"] == 8 and doc["rule_onsets"] == d.rule_onsets
+    # the first 8 epochs alone show no late failure, and say nothing of a longer run
+    early = diagnose({key: v[:8] for key, v in LATE_OVERFIT.items()})
+    assert early.run_epochs == 8 and not any(r.startswith("the model read the first") for r in early.reasons)
+
+
+def test_k_means_what_it_says_or_is_refused_with_the_reason():
+
+
+    assert diagnose(LATE_OVERFIT, k=5).epochs == 5
+    with pytest.raises(ValueError, match=r"k=12: the model reads the first 2 to 8 epochs"):
+        diagnose(LATE_OVERFIT, k=12)
+    with pytest.raises(ValueError, match=r"k=7: the run has only 6 epochs"):
+        diagnose(FLAT, k=7)
+    res = CliRunner().invoke(cli, ["diagnose", "-", "--k", "12"], input=json.dumps(LATE_OVERFIT))
+    assert res.exit_code == 2 and "k=12: the model reads the first 2 to 8 epochs" in res.output
+    res = CliRunner().invoke(cli, ["diagnose", "-"], input=json.dumps(LATE_OVERFIT))
+    assert res.exit_code == 0 and "model: first 8 of 30 epochs" in res.output and "overfit from epoch" in res.output
+
+
 def test_diagnose_says_what_it_ignored():
     d = diagnose({**FLAT, "grad_norm_first": [1.0] * 6})
     assert d.view == "curves"
@@ -138,7 +175,8 @@ def test_cli_json_and_errors(tmp_path):
     res = CliRunner().invoke(cli, ["diagnose", str(path), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert set(out) == {"labels", "healthy", "reasons"} and set(out["labels"]) == set(LABELS) - {"shift"}
+    assert set(out) == {"labels", "healthy", "reasons", "epochs", "run_epochs", "rule_onsets"}
+    assert set(out["labels"]) == set(LABELS) - {"shift"}
     res = CliRunner().invoke(cli, ["diagnose", str(path)])
     assert res.exit_code == 0 and "healthy p=" in res.output
     path.write_text(json.dumps({**FLAT, "val_acc": [0.1, None, "bad", 0.1, 0.1, 0.1]}))

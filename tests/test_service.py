@@ -141,7 +141,10 @@ def test_diagnose_and_recommend(client):
     res = client.post("/v1/diagnose", json=FLAT)
     assert res.status_code == 200, res.text
     body = res.json()
-    assert set(body) == {"labels", "healthy", "reasons"} and body["healthy"] < 0.5
+    assert set(body) == {"labels", "healthy", "reasons", "epochs", "run_epochs", "rule_onsets"} and body["healthy"] < 0.5
+    assert body["epochs"] == body["run_epochs"] == 6 and set(body["rule_onsets"]) >= {"underfit"}
+    res = client.post("/v1/diagnose", params={"k": 12}, json=FLAT)
+    assert res.status_code == 422 and "k=12: the model reads the first 2 to 8 epochs" in res.text
     res = client.post("/v1/diagnose", json={**FLAT, "val_acc": [0.1, "x", 0.1, 0.1, 0.1, 0.1]})
     assert res.status_code == 422 and "val_acc" in res.text
     res = client.post("/v1/recommend", json={"arch": "mlp:784-128-10", "top": 2})
