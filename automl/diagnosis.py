@@ -459,10 +459,15 @@ def rule_onsets(run: Mapping[str, Any]) -> dict[str, int]:
     """
     n = len(run["train_loss"])
     final = rule_labels(run, n)
-    onsets: dict[str, int] = {}
-    for e in range(n, 1, -1):  # walk back while each label still holds
-        here = rule_labels(run, e) if e < n else final
-        for lab in final:
-            if lab in here and onsets.get(lab, e + 1) == e + 1:
+    onsets = {lab: n for lab in final}
+    holding = set(final)
+    for e in range(n - 1, 1, -1):  # walk back while some label still holds
+        if not holding:
+            break
+        here = rule_labels(run, e)
+        for lab in list(holding):
+            if lab in here:
                 onsets[lab] = e
+            else:
+                holding.discard(lab)
     return {lab: onsets[lab] for lab in sorted(final, key=lambda lab: (onsets[lab], lab))}
