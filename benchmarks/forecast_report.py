@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from automl.bench.bank import read_bank, runs_by_task
-from automl.bench.replay import draw_order, replay, summarize
+from automl.bench.replay import replay, sequential_reads, summarize
 from automl.decision import Policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,30 +75,18 @@ def calibration(tasks: dict, seeds: int, trials: int, epochs_per_trial: int = 3,
 
     model = load_forecaster()
     ps, qs, hits = [], [], []
-    for task, runs in tasks.items():
-        for seed in range(seeds):
-            order = draw_order(task, len(runs), seed, trials)
-            rng = np.random.default_rng([seed, 11])
-            sign = 1.0 if runs[0].direction == "minimize" else -1.0
-            curves = [sign * np.asarray(runs[i].values, dtype=float) for i in order]
-            for i in range(3, len(curves)):
-                done = [j for j in range(i) if np.isfinite(curves[j][-1])]
-                c = curves[i]
-                ok = np.isfinite(c)
-                last = len(c) if ok.all() else int(np.argmin(ok))
-                if len(done) < 3 or last < 2 or len(c) < 3:
-                    continue
-                best = min(curves[j][-1] for j in done)
-                history = [TrialHistory(j, dict(enumerate(curves[j].tolist(), 1)), "COMPLETE", float(curves[j][-1]),
-                                        budget=len(curves[j])) for j in done[-k:]]
-                for e in sorted(set(rng.integers(1, min(last, len(c) - 1) + 1, size=epochs_per_trial).tolist())):
-                    frame = frame_from_curves([curves[j] for j in done], [len(curves[j]) for j in done], e, len(c),
-                                              others=[curves[j] for j in range(i) if j not in done])
-                    p = model.forecast(c[:e], len(c), frame).p_beat
-                    offset, _ = calibrate_on(history, sign=1.0, step=e, budget=len(c), k=k)
-                    ps.append(p)
-                    qs.append(shift(p, offset))
-                    hits.append(float(np.isfinite(c[-1]) and c[-1] < best))
+    for curves, done, i, e in sequential_reads(tasks, seeds, trials, min_done=3, per_trial=epochs_per_trial):
+        c = curves[i]
+        best = min(curves[j][-1] for j in done)
+        history = [TrialHistory(j, dict(enumerate(curves[j].tolist(), 1)), "COMPLETE", float(curves[j][-1]),
+                                budget=len(curves[j])) for j in done[-k:]]
+        frame = frame_from_curves([curves[j] for j in done], [len(curves[j]) for j in done], e, len(c),
+                                  others=[curves[j] for j in range(i) if j not in done])
+        p = model.forecast(c[:e], len(c), frame).p_beat
+        offset, _ = calibrate_on(history, sign=1.0, step=e, budget=len(c), k=k)
+        ps.append(p)
+        qs.append(shift(p, offset))
+        hits.append(float(np.isfinite(c[-1]) and c[-1] < best))
     y = np.asarray(hits)
     return {"model": _reliability(np.asarray(ps), y), "study": _reliability(np.asarray(qs), y)}
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from automl.bench.bank import read_bank, runs_by_task
-from automl.bench.replay import draw_order
+from automl.bench.replay import sequential_reads
 from automl.decision import TrialHistory
 from automl.decision.forecast import finished_chances
 from automl.forecast.model import frame_from_curves, load_forecaster, shift, study_offset
@@ -37,28 +37,16 @@ def rows(tasks: dict, seeds: int, trials: int, ks: list[int]) -> list[dict]:
     for each k the finished trials' chances and who won."""
     model = load_forecaster()
     out = []
-    for task, runs in tasks.items():
-        for seed in range(seeds):
-            order = draw_order(task, len(runs), seed, 200)[:trials]
-            rng = np.random.default_rng([seed, 11])
-            sign = 1.0 if runs[0].direction == "minimize" else -1.0
-            curves = [sign * np.asarray(runs[i].values, dtype=float) for i in order]
-            for i in range(5, len(curves)):
-                done = [j for j in range(i) if np.isfinite(curves[j][-1])]
-                c = curves[i]
-                ok = np.isfinite(c)
-                last = len(c) if ok.all() else int(np.argmin(ok))
-                if len(done) < 5 or last < 2 or len(c) < 3:
-                    continue
-                history = [TrialHistory(j, dict(enumerate(curves[j].tolist(), 1)), "COMPLETE", float(curves[j][-1]),
-                                        budget=len(curves[j])) for j in done]
-                best = min(curves[j][-1] for j in done)
-                for e in sorted(set(rng.integers(1, min(last, len(c) - 1) + 1, size=2).tolist())):
-                    frame = frame_from_curves([curves[j] for j in done], [len(curves[j]) for j in done], e, len(c))
-                    row = {"p": model.forecast(c[:e], len(c), frame).p_beat, "hit": float(np.isfinite(c[-1]) and c[-1] < best)}
-                    for k in ks:
-                        row[k] = finished_chances(history, sign=1.0, step=e, budget=len(c), k=k)
-                    out.append(row)
+    for curves, done, i, e in sequential_reads(tasks, seeds, trials, min_done=5, per_trial=2):
+        c = curves[i]
+        history = [TrialHistory(j, dict(enumerate(curves[j].tolist(), 1)), "COMPLETE", float(curves[j][-1]),
+                                budget=len(curves[j])) for j in done]
+        best = min(curves[j][-1] for j in done)
+        frame = frame_from_curves([curves[j] for j in done], [len(curves[j]) for j in done], e, len(c))
+        row = {"p": model.forecast(c[:e], len(c), frame).p_beat, "hit": float(np.isfinite(c[-1]) and c[-1] < best)}
+        for k in ks:
+            row[k] = finished_chances(history, sign=1.0, step=e, budget=len(c), k=k)
+        out.append(row)
     return out
 
 

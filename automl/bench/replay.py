@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -38,7 +38,7 @@ from automl.reporting import store_record
 from automl.validation import check_positive_int, finite_or_none
 
 __all__ = ["run_dynamics", "steps_per_epoch", "PRUNERS", "OPTUNA_PRUNERS", "RAY_SCHEDULERS", "RAY_NAMES", "BOUNDS", "ReplayResult",
-           "make_pruner", "replay_task", "replay", "summarize"]
+           "make_pruner", "replay_task", "replay", "summarize", "draw_order", "sequential_reads"]
 
 OPTUNA_PRUNERS = ("none", "median", "percentile25", "asha", "hyperband", "patient", "signal", "forecast")
 RAY_SCHEDULERS = ("ray-asha", "ray-median", "signal-ray", "forecast-ray")
@@ -63,6 +63,30 @@ def draw_order(task: str, n_runs: int, seed: int, trials: int) -> np.ndarray:
     """Indices of the runs fed in this order; the same for every pruner (task and seed fix it)."""
     rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
     return rng.permutation(n_runs)[: min(trials, n_runs)]
+
+
+def sequential_reads(tasks: dict, seeds: int, trials: int, *, min_done: int = 3,
+                     per_trial: int = 3) -> Iterator[tuple[list[np.ndarray], list[int], int, int]]:
+    """Real studies read as the forecaster is trained: for each task and seed, the first ``trials``
+    runs of the drawn order (signed, lower is better), and for each run ``i`` with at least
+    ``min_done`` earlier runs finished (every earlier run ran to its end) a few of its epochs ``e``
+    (up to ``per_trial``, drawn with the seed, before it diverged and before its last):
+    ``(curves, done, i, e)``, ``done`` the earlier runs with a finite final value."""
+    for task, runs in tasks.items():
+        for seed in range(seeds):
+            order = draw_order(task, len(runs), seed, trials)
+            rng = np.random.default_rng([seed, 11])
+            sign = 1.0 if runs[0].direction == "minimize" else -1.0
+            curves = [sign * np.asarray(runs[i].values, dtype=float) for i in order]
+            for i in range(min_done, len(curves)):
+                done = [j for j in range(i) if np.isfinite(curves[j][-1])]
+                c = curves[i]
+                ok = np.isfinite(c)
+                last = len(c) if ok.all() else int(np.argmin(ok))
+                if len(done) < min_done or last < 2 or len(c) < 3:
+                    continue
+                for e in sorted(set(rng.integers(1, min(last, len(c) - 1) + 1, size=per_trial).tolist())):
+                    yield curves, done, i, e
 
 
 def _signed_outcomes(runs: Sequence[Run], sign: float) -> np.ndarray:
