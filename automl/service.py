@@ -227,6 +227,8 @@ def _work(settings: dict[str, Any], env: Optional[dict[str, str]] = None) -> Non
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = SearchSettings(**settings)
     study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    if study.user_attrs.get("service_state") != "queued":
+        return  # ended (cancelled) while it was starting: nothing to run, nothing to change
     study.set_user_attr("service_worker", worker_id())
     study.set_user_attr("service_heartbeat", time.time())
     study.set_user_attr("service_state", "running")
@@ -356,6 +358,11 @@ class SearchManager:
                 if settings.get("backend") == "ray" and not settings.get("ray_address"):
                     settings = {**settings, "ray_address": self.ray_address()}
                     env = _ray_env(self._ray_token) if self._ray_given is None else {}
+                with self._lock:
+                    if sid in self._dropped:  # cancelled while its Ray started
+                        self._starting.discard(sid)
+                        self._dropped.discard(sid)
+                        continue
                 proc = self._ctx.Process(target=_work, args=(settings, env), name=f"automl-search-{sid}", daemon=False)
                 proc.start()
             except Exception as exc:  # noqa: BLE001 - the search says why it never started

@@ -399,6 +399,27 @@ def test_many_clients_on_one_search_share_one_read_of_its_trials(tmp_path, monke
         mgr.shutdown()
 
 
+def test_a_worker_whose_search_was_cancelled_while_it_started_runs_nothing(tmp_path):
+    """A search cancelled between leaving the queue and its worker starting (the service's Ray may
+    take seconds to start): the worker finds it no longer queued and exits without changing it."""
+    import multiprocessing
+
+    from automl.search import SearchSettings, create_study
+    from automl.service import _work
+
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    settings = SearchSettings(**SMALL, storage=url, study="search-000000000042")
+    study = create_study(settings, open_storage(url))
+    study.set_user_attr("service_state", "cancelled")
+    proc = multiprocessing.get_context("spawn").Process(target=_work, args=(settings.model_dump(),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    after = optuna.load_study(study_name="search-000000000042", storage=open_storage(url))
+    assert after.user_attrs["service_state"] == "cancelled" and not after.trials
+    assert "service_worker" not in after.user_attrs
+
+
 def test_a_host_header_it_does_not_serve_gets_400(tmp_path):
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 could read the list."""
     settings = ServiceSettings(storage=f"sqlite:///{tmp_path / 'svc.db'}", api_token=TOKEN)
