@@ -20,6 +20,7 @@ checks the calls against the installed Optuna and refuses one outside :data:`OPT
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -104,9 +105,18 @@ def open_storage(url: str, *, must_exist: bool = False, read_only: bool = False,
             return _reader(url)
     try:
         beats = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat} if heartbeat else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable since 2.9
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+        for attempt in range(4):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats, stable since 2.9
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, **beats)
+            except Exception as exc:  # noqa: BLE001 - only the race below is retried
+                # Two processes that open a new database at once both write its schema version, and
+                # the second fails on a duplicate row; by the next try the schema is there to read.
+                if attempt == 3 or "alembic_version" not in str(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
     except ImportError as exc:  # Optuna re-raises the driver's ModuleNotFoundError as a plain ImportError
         missing = exc.name or getattr(exc.__cause__, "name", None) or "the database driver"
         extra = ' (pip install "automl-signals[postgres]", or pip install ".[postgres]" in a clone)' \

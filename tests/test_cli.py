@@ -213,6 +213,8 @@ def test_an_interrupted_search_ends_its_trial_with_the_reason_and_says_how_to_re
 
     import optuna
 
+    from automl.storage import open_storage
+
     db = f"sqlite:///{tmp_path / 'i.db'}"
     cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "automl.cli"]
     proc = subprocess.Popen([*cmd, "search", "--space", "mlp", "--dataset", "digits", "--trials", "50", "--epochs", "400",
@@ -221,8 +223,8 @@ def test_an_interrupted_search_ends_its_trial_with_the_reason_and_says_how_to_re
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until a trial has reported an epoch
         time.sleep(1)
-        try:
-            trials = optuna.load_study(study_name="i", storage=db).get_trials(deepcopy=False)
+        try:  # read-only: opening the file for writing while the search creates it raced it for the schema
+            trials = optuna.load_study(study_name="i", storage=open_storage(db, read_only=True)).get_trials(deepcopy=False)
         except (KeyError, Exception):  # noqa: BLE001 - the study may not exist yet
             continue
         if trials and trials[-1].last_step:

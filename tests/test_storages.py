@@ -190,3 +190,38 @@ def test_a_missing_postgres_driver_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_psycopg)
     with pytest.raises(StorageError, match=r"driver 'psycopg' is not installed \(pip install \"automl-signals\[postgres\]\""):
         open_storage("postgresql+psycopg://user@127.0.0.1:1/db")
+
+
+def test_a_new_database_another_process_is_creating_at_the_same_moment_opens(tmp_path, monkeypatch):
+    """Two processes opening a new SQLite file at once both write its schema version; the second
+    failed on the duplicate row (seen in a test that watched a starting search). It tries again and
+    finds the schema; any other error is not retried."""
+    import optuna.storages
+    import sqlalchemy.exc
+
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    class Racing(real):  # a subclass, so Optuna's isinstance checks still hold
+        def __init__(self, url, **kw):
+            calls.append(url)
+            if len(calls) == 1:
+                raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version (version_num) VALUES (?)", {},
+                                                    Exception("UNIQUE constraint failed: alembic_version.version_num"))
+            super().__init__(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", Racing)
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    storage = open_storage(url)
+    assert len(calls) == 2 and optuna.create_study(storage=storage, study_name="s").study_name == "s"
+
+    class Broken(real):
+        def __init__(self, url, **kw):
+            calls.append(url)
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", Broken)
+    calls.clear()
+    with pytest.raises(StorageError, match="disk I/O error"):
+        open_storage(url)
+    assert len(calls) == 1
