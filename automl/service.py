@@ -50,7 +50,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from automl.decision.defaults import DEFAULT_RISK
 from automl.training.data import DATASETS
 
-__all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app"]
+__all__ = ["ServiceSettings", "SearchRequest", "SearchManager", "create_app", "search_worker"]
 
 SPACES = ("mlp", "cnn", "resnet", "resnet_small")
 STUDY_PREFIX = "search-"
@@ -210,7 +210,7 @@ def _ray_env(token: str) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _work(settings: dict[str, Any], env: Optional[dict[str, str]] = None) -> None:
+def search_worker(settings: dict[str, Any], env: Optional[dict[str, str]] = None) -> None:
     """A search's worker process: run it, and leave its state in the study. It dies with the
     service; if it finds its search already ended by someone else (cancelled, or marked
     interrupted by a restarted service), it stops quietly and changes nothing. ``env``: variables
@@ -363,7 +363,7 @@ class SearchManager:
                         self._starting.discard(sid)
                         self._dropped.discard(sid)
                         continue
-                proc = self._ctx.Process(target=_work, args=(settings, env), name=f"automl-search-{sid}", daemon=False)
+                proc = self._ctx.Process(target=search_worker, args=(settings, env), name=f"automl-search-{sid}", daemon=False)
                 proc.start()
             except Exception as exc:  # noqa: BLE001 - the search says why it never started
                 with self._lock:

@@ -405,13 +405,13 @@ def test_a_worker_whose_search_was_cancelled_while_it_started_runs_nothing(tmp_p
     import multiprocessing
 
     from automl.search import SearchSettings, create_study
-    from automl.service import _work
+    from automl.service import search_worker
 
     url = f"sqlite:///{tmp_path / 'svc.db'}"
     settings = SearchSettings(**SMALL, storage=url, study="search-000000000042")
     study = create_study(settings, open_storage(url))
     study.set_user_attr("service_state", "cancelled")
-    proc = multiprocessing.get_context("spawn").Process(target=_work, args=(settings.model_dump(),))
+    proc = multiprocessing.get_context("spawn").Process(target=search_worker, args=(settings.model_dump(),))
     proc.start()
     proc.join(120)
     assert proc.exitcode == 0
