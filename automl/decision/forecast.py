@@ -78,8 +78,7 @@ def _get(values, step: int) -> float:
 
 
 def _at(values, step: int, sign: float) -> float:
-    v = values.get(step)
-    return math.nan if v is None else sign * v
+    return sign * _get(values, step)  # nan stays nan
 
 
 def study_calibration(ctx: Context, budget: int, done: Sequence[TrialHistory]) -> tuple[float, int]:
