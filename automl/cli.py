@@ -262,10 +262,12 @@ def show(study_name: str, storage: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("curves_file", metavar="CURVES.json", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--k", "k", type=click.IntRange(min=2), default=None,
-              help="The model reads the first K epochs (2-8, what it was trained on; default: up to 8); the "
-                   "threshold rules read the whole run and give each label's onset epoch.")
+              help="Ask the early question (will this run fail?): the early model reads the first K epochs (2-8, "
+                   "what it was trained on). Default: the whole run (what went wrong?), any length, each label with "
+                   "the epoch it rests on.")
 @click.option("--n-classes", type=click.IntRange(min=2), default=None, help="Classes of the task (the rules' chance level; default 10).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...], "epochs": K, "run_epochs": N, "rule_onsets": {LABEL: EPOCH}} as JSON.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"labels": {LABEL: p}, "healthy": p, "reasons": [...], "scope": "whole"|"early", "epochs": K, '
+                   '"run_epochs": N, "onsets": {LABEL: EPOCH}, "rule_onsets": {LABEL: EPOCH}} as JSON.')
 def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_json: bool) -> None:
     """Label a run's failure from its curves: CURVES.json holds per-epoch lists train_loss, val_loss,
     train_acc, val_acc, and optionally test_acc (needed for 'shift'), grad_norm_first, grad_norm_last,
@@ -295,12 +297,21 @@ def diagnose(curves_file: str, k: Optional[int], n_classes: Optional[int], as_js
     from rich.console import Console
     from rich.table import Table
 
-    of = f" of {result.run_epochs}" if result.run_epochs > result.epochs else ""
-    table = Table(title=f"model: first {result.epochs}{of} epochs")
+    if result.scope == "whole":
+        title = f"whole run: {result.run_epochs} epochs"
+    else:
+        of = f" of {result.run_epochs}" if result.run_epochs > result.epochs else ""
+        title = f"early view: first {result.epochs}{of} epochs"
+    table = Table(title=title)
     table.add_column("label")
     table.add_column("p", justify="right")
+    if result.scope == "whole":
+        table.add_column("from epoch", justify="right")
     for lab, p in sorted(result.labels.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"[bold]{lab}[/bold]" if p >= result.threshold else lab, f"{p:.3f}")
+        cells = [f"[bold]{lab}[/bold]" if p >= result.threshold else lab, f"{p:.3f}"]
+        if result.scope == "whole":
+            cells.append(str(result.onsets.get(lab, "")))
+        table.add_row(*cells)
     console = Console()
     console.print(table)
     console.print(f"healthy p={result.healthy:.2f}", highlight=False)

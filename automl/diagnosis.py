@@ -1,11 +1,18 @@
 """Failure diagnosis of a training run: ``automl.diagnose(records_or_curves) -> Diagnosis``.
 
-The shipped meta-classifier (``automl/models/diagnosis.json``: XGBoost trees in their JSON format,
-Platt calibration, the feature schema and version; no pickle) reads the first k epochs of a run
-(its curves, and gradient statistics where recorded) and gives each failure label of
-:data:`automl.signals.failure.LABELS` a calibrated probability. It was trained on real runs with
-injected causes (``benchmarks/failure_corpus.py``); ``python benchmarks/failure_study.py ship``
-retrains it, ``benchmarks/results/diagnosis.md`` says how well it does.
+Two shipped meta-classifiers (XGBoost trees in their JSON format, Platt calibration, the feature
+schema and version; no pickle) give each failure label of :data:`automl.signals.failure.LABELS` a
+calibrated probability:
+
+- the whole-run model (``automl/models/diagnosis_whole.json.gz``), the default: what went wrong in
+  this run? It reads every epoch of a run of any length, and places each label it finds at the
+  epoch it rests on (:func:`onsets`). Trained on both failure corpora (``benchmarks/failure_corpus.py``,
+  ``benchmarks/failure_corpus_long.py``: real runs with injected causes, 12 to 100 epochs, images,
+  sequences and tabular data); ``python benchmarks/whole_run_study.py ship`` retrains it and
+  ``benchmarks/results/diagnosis.md`` says how well it does on datasets it never saw;
+- the early model (``automl/models/diagnosis.json.gz``): will this run fail? It reads the first k
+  (2-8) epochs, as a pruner sees them; ``python benchmarks/failure_study.py ship`` retrains it,
+  ``benchmarks/results/diagnosis_early.md`` compares it with other models per view.
 
 Example:
     >>> d = diagnose({"train_loss": [2.30, 2.30, 2.30, 2.30, 2.30], "val_loss": [2.30, 2.30, 2.30, 2.30, 2.30],
@@ -27,13 +34,16 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, Field
 
-from automl.signals.failure import CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, features, rule_labels
+from automl.signals.failure import (CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, WHOLE_FEATURES, features,
+                                    rule_labels, whole_features)
 from automl.trees import Trees
 from automl.validation import check_optional_positive_int, check_positive_int
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
-__all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "validate_curves", "run_from_bank",
-           "run_from_records", "MODEL_PATH", "GROUPS", "VIEWS", "view_of", "restrict", "view_labels", "rule_onsets"]
+WHOLE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis_whole.json.gz"
+__all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "load_whole_model", "validate_curves", "run_from_bank",
+           "run_from_records", "MODEL_PATH", "WHOLE_MODEL_PATH", "GROUPS", "VIEWS", "WHOLE_VIEWS", "view_of", "restrict",
+           "view_labels", "rule_onsets", "onsets"]
 
 #: Optional inputs, in groups that a model view reads all or none of.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -45,19 +55,22 @@ GROUPS: dict[str, tuple[str, ...]] = {
 #: the largest view whose groups it has in full (:func:`view_of`); the shipped model has one set of
 #: heads per view, each trained on exactly those inputs, so a missing input is never a surprise to
 #: the trees (one model over full rows and curves-only copies scored 0.891 macro-F1 at k=5 on the
-#: full rows, against 0.931 for the full view alone: benchmarks/results/diagnosis.md).
+#: full rows, against 0.931 for the full view alone: benchmarks/results/diagnosis_early.md).
 VIEWS: dict[str, tuple[str, ...]] = {
     "curves": (), "test": ("test",), "grad": ("grad",), "grad_test": ("grad", "test"),
     "grad_weights": ("grad", "weights"), "full": ("grad", "weights", "test"),
 }
+#: The whole-run model's views: its long-run corpus records no weight norms, so a run that has
+#: them is read without them (by the largest of these its inputs allow).
+WHOLE_VIEWS = ("curves", "test", "grad", "grad_test")
 #: Labels that only a view with the given group can assess (``shift`` compares val with test accuracy).
 NEEDS = {"shift": "test"}
 
 
-def view_of(run: Mapping[str, Any]) -> str:
-    """The largest view whose input groups ``run`` has in full."""
+def view_of(run: Mapping[str, Any], views: Sequence[str] = tuple(VIEWS)) -> str:
+    """The largest view of ``views`` whose input groups ``run`` has in full."""
     have = {g for g, keys in GROUPS.items() if all(run.get(key) is not None for key in keys)}
-    return max((v for v, groups in VIEWS.items() if set(groups) <= have), key=lambda v: len(VIEWS[v]))
+    return max((v for v in views if set(VIEWS[v]) <= have), key=lambda v: len(VIEWS[v]))
 
 
 def restrict(run: Mapping[str, Any], view: str) -> dict[str, Any]:
@@ -81,11 +94,14 @@ class Diagnosis(BaseModel):
             one minus the likeliest label's).
         reasons: one readable sentence per label at or above ``threshold``, with the numbers
             behind it; for a healthy run, the label that came closest; then what was not assessed.
-        epochs: how many epochs the model read (the first ``epochs`` of the run).
+        scope: ``"whole"`` (what went wrong in the run: the whole-run model read every epoch) or
+            ``"early"`` (will it fail: the early model read the first ``epochs``).
+        epochs: how many epochs the model read (all of them for ``"whole"``).
         run_epochs: how many epochs the run has.
+        onsets: for each label present (whole run), the epoch it rests on: reading the run up to
+            each epoch, the first from which the model keeps the label to the end.
         rule_onsets: the labels the threshold rules (:data:`automl.signals.failure.RULES`) give
-            the whole run, each with the first epoch by which its rule holds: the whole-run view,
-            where a failure that starts after the epochs the model read shows.
+            the whole run, each with the first epoch by which its rule holds.
         threshold: the probability at which a label counts as present.
         view: the model view that read the run (:data:`VIEWS`), from the inputs it has.
         unassessed: labels the inputs cannot show (``shift`` without ``test_acc``).
@@ -94,8 +110,10 @@ class Diagnosis(BaseModel):
     labels: dict[str, float]
     healthy: float
     reasons: list[str] = Field(default_factory=list)
+    scope: str = "whole"
     epochs: int = 0
     run_epochs: int = 0
+    onsets: dict[str, int] = Field(default_factory=dict)
     rule_onsets: dict[str, int] = Field(default_factory=dict)
     threshold: float = 0.5
     view: str = "full"
@@ -107,26 +125,37 @@ class Diagnosis(BaseModel):
         return sorted((k for k, p in self.labels.items() if p >= self.threshold), key=lambda k: -self.labels[k])
 
     def public(self) -> dict[str, Any]:
-        """The JSON object of ``automl diagnose --json``: labels, healthy, reasons, the epochs the
-        model read and the run's, and the whole run's rule labels with their onset epochs."""
-        return {"labels": self.labels, "healthy": self.healthy, "reasons": self.reasons, "epochs": self.epochs,
-                "run_epochs": self.run_epochs, "rule_onsets": self.rule_onsets}
+        """The JSON object of ``automl diagnose --json``: labels, healthy, reasons, the scope, the
+        epochs the model read and the run's, each present label's onset epoch, and the whole run's
+        rule labels with theirs."""
+        return {"labels": self.labels, "healthy": self.healthy, "reasons": self.reasons, "scope": self.scope,
+                "epochs": self.epochs, "run_epochs": self.run_epochs, "onsets": self.onsets,
+                "rule_onsets": self.rule_onsets}
 
 
 class DiagnosisModel:
-    """The shipped classifier: per view (:data:`VIEWS`), one calibrated XGBoost head per label it
-    can assess plus one for "any failure"."""
+    """A shipped classifier: per view, one calibrated XGBoost head per label it can assess plus
+    one for "any failure". ``scope`` ``"early"`` (``diagnosis.json.gz``: the first k epochs,
+    :func:`automl.signals.failure.features`, views :data:`VIEWS`) or ``"whole"``
+    (``diagnosis_whole.json.gz``: a whole run of any length, :func:`whole_features`, views
+    :data:`WHOLE_VIEWS`)."""
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
         if doc.get("format") != "automl-diagnosis" or doc.get("version") != 2:
             raise ValueError(f"not a version-2 automl-diagnosis model (format={doc.get('format')!r}, "
                              f"version={doc.get('version')!r}); retrain it with `python benchmarks/failure_study.py ship`.")
-        if list(doc["features"]) != list(FEATURES):
-            raise ValueError("the model's feature schema differs from this package's features(): retrain it with "
-                             "`python benchmarks/failure_study.py ship`.")
-        missing = sorted(set(VIEWS) - set(doc["views"]))
+        self.scope = str(doc.get("scope", "early"))
+        if self.scope not in ("early", "whole"):
+            raise ValueError(f"unknown model scope {self.scope!r}; expected 'early' or 'whole'.")
+        schema, views, retrain = ((FEATURES, tuple(VIEWS), "failure_study.py ship") if self.scope == "early"
+                                  else (WHOLE_FEATURES, WHOLE_VIEWS, "whole_run_study.py ship"))
+        if list(doc["features"]) != list(schema):
+            raise ValueError(f"the {self.scope} model's feature schema differs from this package's features: retrain it "
+                             f"with `python benchmarks/{retrain}`.")
+        missing = sorted(set(views) - set(doc["views"]))
         if missing:
-            raise ValueError(f"the model lacks view(s) {missing}; expected {list(VIEWS)}.")
+            raise ValueError(f"the model lacks view(s) {missing}; expected {list(views)}.")
+        self.views = views
         self.doc = doc
         self.threshold = float(doc.get("threshold", 0.5))
         self.k_range = tuple(doc["k_range"])
@@ -173,8 +202,13 @@ def _load(path: str) -> DiagnosisModel:
 
 
 def load_model(path: Optional[str | Path] = None) -> DiagnosisModel:
-    """The shipped model (cached), or the one at ``path`` (JSON, gzipped or not)."""
+    """The shipped early model (cached), or the one at ``path`` (JSON, gzipped or not)."""
     return _load(str(path or MODEL_PATH))
+
+
+def load_whole_model(path: Optional[str | Path] = None) -> DiagnosisModel:
+    """The shipped whole-run model (cached), or the one at ``path``."""
+    return _load(str(path or WHOLE_MODEL_PATH))
 
 
 def _total_norm(norms: Sequence[Optional[float]]) -> float:
@@ -366,8 +400,15 @@ def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
     if label == "underfit":
         return f"train_acc is {_f(x['train_acc_end'])} after {k} epochs (train loss {_f(10 ** x['train_loss_end'])})"
     if label == "overfit":
-        return (f"train - val accuracy gap {_f(x['acc_gap_end'])} (slope {_f(x['acc_gap_slope'])}/epoch), "
-                f"val_loss lowest {int(round(x['since_val_loss_min'] * k))} epoch(s) ago")
+        vl = np.array([np.nan if v is None else float(v) for v in run["val_loss"][:k]])
+        tl = np.array([np.nan if v is None else float(v) for v in run["train_loss"][:k]])
+        gap = f"train - val accuracy gap {_f(x['acc_gap_end'])} (slope {_f(x['acc_gap_slope'])}/epoch)"
+        if np.isfinite(vl).any():
+            m = int(np.nanargmin(vl))
+            if m < k - 1 and np.isfinite(vl[-1]) and vl[-1] > vl[m]:
+                return (f"val_loss rose from its lowest {_f(vl[m])} at epoch {m + 1} to {_f(vl[-1])} at epoch {k} while "
+                        f"train_loss went from {_f(tl[m])} to {_f(tl[-1])}; {gap}")
+        return f"{gap}, val_loss lowest {int(round(x['since_val_loss_min'] * k))} epoch(s) ago"
     if label == "shift":
         if math.isfinite(x["val_test_gap_end"]):
             return f"val_acc {_f(float(va[-1]))} but test_acc {_f(float(va[-1]) - x['val_test_gap_end'])}"
@@ -376,17 +417,22 @@ def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
 
 
 def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional[DiagnosisModel] = None,
-             n_classes: Optional[int] = None) -> Diagnosis:
+             n_classes: Optional[int] = None, scope: Optional[str] = None) -> Diagnosis:
     """Diagnose a run from its ``EpochRecord`` list (objects or ``compact()`` dicts) or a curves
     mapping (see :func:`validate_curves`).
 
+    Two questions. ``scope="whole"`` (the default): what went wrong in this run? The whole-run
+    model reads every epoch, of a run of any length, and each label present comes with the epoch
+    it rests on (:func:`onsets`). ``scope="early"`` (the default when ``k`` is given; what the
+    pruner asks): will this run fail? The early model reads the first ``k`` epochs (default: all,
+    up to the largest k it was trained on, 8).
+
     Args:
-        k: the model reads the first k epochs (default: all, up to the largest k it was trained on,
-            8: a longer run is read by the model from its first 8 epochs, which is what it was
-            validated on, and by the threshold rules in full, with the epoch each rule's label
-            starts at). A k outside what the model was trained on, or beyond the run, is refused.
-        model: a :class:`DiagnosisModel` (default: the shipped one).
+        k: early scope only: the model reads the first k epochs. A k outside what the model was
+            trained on, or beyond the run, is refused, as is a k with ``scope="whole"``.
+        model: a :class:`DiagnosisModel` of the scope asked (default: the shipped one).
         n_classes: the task's number of classes, for the rules' chance level (default 10).
+        scope: ``"whole"`` or ``"early"`` (see above).
 
     Raises:
         ValueError: bad input, naming the field.
@@ -400,49 +446,117 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
                          f"{type(records_or_curves).__name__} {records_or_curves!r:.40}.")
     if n_classes is not None:
         run["n_classes"] = check_positive_int("n_classes", n_classes, minimum=2)
-    model = model or load_model()
+    if scope is None:
+        scope = "early" if k is not None or (model is not None and model.scope == "early") else "whole"
+    if scope not in ("early", "whole"):
+        raise ValueError(f"scope={scope!r}: expected 'whole' (what went wrong in the run) or 'early' (will it fail, "
+                         "from its first k epochs).")
     n = len(run["train_loss"])
-    lo, hi = model.k_range
-    k = check_optional_positive_int("k", k, minimum=2)
-    if k is not None and not lo <= k <= hi:
-        raise ValueError(f"k={k}: the model reads the first {lo} to {hi} epochs of a run (what it was trained and "
-                         f"validated on); give a k in that range, or none (the first {min(n, hi)} of this run's {n}, "
-                         "and the threshold rules over all of them).")
-    if k is not None and k > n:
-        raise ValueError(f"k={k}: the run has only {n} epochs.")
-    k = min(n, hi, k or n)
-    view = view_of(run)
-    seen = restrict(run, view)
-    probs = model.predict(features(seen, k)[None, :], view)
+    if scope == "whole":
+        if k is not None:
+            raise ValueError(f"k={k!r}: k asks the early question (the first k epochs); the whole run is read without it.")
+        model = model or load_whole_model()
+        if model.scope != "whole":
+            raise ValueError("the whole-run question needs the whole-run model (load_whole_model()), not an early one.")
+        view = view_of(run, model.views)
+        seen = restrict(run, view)
+        probs = model.predict(whole_features(seen)[None, :], view)
+        k = n
+    else:
+        model = model or load_model()
+        if model.scope != "early":
+            raise ValueError("the early question needs the early model (load_model()), not the whole-run one.")
+        lo, hi = model.k_range
+        k = check_optional_positive_int("k", k, minimum=2)
+        if k is not None and not lo <= k <= hi:
+            raise ValueError(f"k={k}: the model reads the first {lo} to {hi} epochs of a run (what it was trained and "
+                             f"validated on); give a k in that range, or none (the whole run, read by the whole-run "
+                             "model).")
+        if k is not None and k > n:
+            raise ValueError(f"k={k}: the run has only {n} epochs.")
+        k = min(n, hi, k or n)
+        view = view_of(run, model.views)
+        seen = restrict(run, view)
+        probs = model.predict(features(seen, k)[None, :], view)
     labels = {lab: round(float(probs[lab][0]), 4) for lab in view_labels(view)}
     # The "any failure" head is calibrated on its own; no failure can be likelier than the absence
     # of the likeliest one, so healthy is capped by it (the heads never contradict each other).
     healthy = round(min(1.0 - float(probs["any"][0]), 1.0 - max(labels.values())), 4)
     present = sorted((lab for lab in labels if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
-    reasons = [f"{lab} (p={labels[lab]:.2f}): {_evidence(lab, seen, k)}" for lab in present]
+    found = onsets(seen, model, view, present) if scope == "whole" else {}
+    reasons = [f"{lab} (p={labels[lab]:.2f})" + (f" from epoch {found[lab]}" if lab in found else "")
+               + f": {_evidence(lab, seen, k)}" for lab in present]
     if not present:
         top = max(labels, key=labels.get)
-        reasons.append(f"no failure label reaches p={model.threshold:.2f} after {k} epochs "
-                       f"(healthy p={healthy:.2f}; closest: {top} p={labels[top]:.2f})")
+        span = f"over the run's {n} epochs" if scope == "whole" else f"after {k} epochs"
+        reasons.append(f"no failure label reaches p={model.threshold:.2f} {span} (healthy p={healthy:.2f}; "
+                       f"closest: {top} p={labels[top]:.2f})")
     unassessed = [lab for lab in LABELS if lab not in labels]
     for lab in unassessed:
         reasons.append(f"{lab} not assessed: it needs {' and '.join(GROUPS[NEEDS[lab]])}")
     for g, keys in GROUPS.items():
         given = [key for key in keys if key in run]
-        if given and g not in VIEWS[view]:  # part of a group, or weights without gradients
+        if given and g not in VIEWS[view]:  # part of a group, weights without gradients, or a group the model never reads
             lacking = [key for key in keys if key not in run] or [key for key in GROUPS["grad"] if key not in run]
-            reasons.append(f"ignored {', '.join(given)}: the model reads it only together with {', '.join(lacking)}")
-    rules = sorted(rule_labels(seen, k))
-    if rules:
-        reasons.append("threshold rules (automl.signals.failure.RULES) on the same epochs: " + ", ".join(rules))
-    onsets = rule_onsets(seen)
-    if n > k:
-        late = {lab: e for lab, e in onsets.items() if e > k}
-        reasons.append(f"the model read the first {k} of the run's {n} epochs (what it was validated on); the threshold "
-                       f"rules over all {n}: " + (", ".join(f"{lab} from epoch {e}" for lab, e in onsets.items()) or "none")
-                       + (f" ({', '.join(late)} after the epochs the model read)" if late else ""))
-    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, epochs=k, run_epochs=n, rule_onsets=onsets,
-                     threshold=model.threshold, view=view, unassessed=unassessed)
+            reasons.append(f"ignored {', '.join(given)}: " + (f"the model reads it only together with {', '.join(lacking)}"
+                                                               if lacking else f"the {scope} model does not read it"))
+    rule_on = rule_onsets(seen)
+    if scope == "whole":
+        if rule_on:
+            reasons.append("threshold rules (automl.signals.failure.RULES) on the whole run: "
+                           + ", ".join(f"{lab} from epoch {e}" for lab, e in rule_on.items()))
+    else:
+        rules = sorted(rule_labels(seen, k))
+        if rules:
+            reasons.append("threshold rules (automl.signals.failure.RULES) on the same epochs: " + ", ".join(rules))
+        if n > k:
+            late = {lab: e for lab, e in rule_on.items() if e > k}
+            reasons.append(f"the model read the first {k} of the run's {n} epochs; the threshold rules over all {n}: "
+                           + (", ".join(f"{lab} from epoch {e}" for lab, e in rule_on.items()) or "none")
+                           + (f" ({', '.join(late)} after the epochs the model read)" if late else ""))
+    return Diagnosis(labels=labels, healthy=healthy, reasons=reasons, scope=scope, epochs=k, run_epochs=n, onsets=found,
+                     rule_onsets=rule_on, threshold=model.threshold, view=view, unassessed=unassessed)
+
+
+#: At most this many prefixes of a run are read to place an onset (then the epochs between two of them).
+ONSET_GRID = 20
+
+
+def _prefix(run: Mapping[str, Any], e: int) -> dict[str, Any]:
+    return {key: (v[:e] if isinstance(v, list) else v) for key, v in run.items()}
+
+
+def onsets(run: Mapping[str, Any], model: Any, view: str, labels: Optional[Sequence[str]] = None) -> dict[str, int]:
+    """The epoch each label rests on: reading the run up to each epoch e with the whole-run
+    ``model`` (its ``predict(X, view)``), the first e from which the label stays at or above the
+    model's threshold to the end of the run. ``labels``: those to place (default: every label the
+    whole run has). A label the whole run does not have gets no onset.
+
+    At most :data:`ONSET_GRID` prefixes are read first, then every epoch between the last one
+    without the label and the first one of the stretch that keeps it."""
+    n = len(run["train_loss"])
+    thr = float(getattr(model, "threshold", 0.5))
+    grid = list(range(2, n + 1)) if n <= ONSET_GRID else sorted({int(e) for e in np.linspace(2, n, ONSET_GRID).round()})
+    P = model.predict(np.stack([whole_features(_prefix(run, e)) for e in grid]), view)
+    wanted = list(labels) if labels is not None else [lab for lab in view_labels(view) if P[lab][-1] >= thr]
+    out: dict[str, int] = {}
+    for lab in wanted:
+        p = P[lab]
+        if p[-1] < thr:
+            continue
+        j = len(grid) - 1
+        while j > 0 and p[j - 1] >= thr:
+            j -= 1
+        e = grid[j]
+        if j > 0 and grid[j - 1] + 1 < e:  # the epochs between the last prefix without it and this one
+            between = list(range(grid[j - 1] + 1, e))
+            q = model.predict(np.stack([whole_features(_prefix(run, t)) for t in between]), view)[lab]
+            for t, qt in zip(between[::-1], q[::-1]):
+                if qt < thr:
+                    break
+                e = t
+        out[lab] = e
+    return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
 
 def rule_onsets(run: Mapping[str, Any]) -> dict[str, int]:

@@ -10,7 +10,8 @@ Endpoints (OpenAPI at ``/docs``):
   leaderboard: [{number, state, params, value, epochs, reason, duration_s, curve: [[epoch, value]],
   stopped_at}]}`` with Optuna's trial states (``COMPLETE``, ``PRUNED``...);
   ``DELETE /v1/searches/{id}`` cancels a running search (its running trials end ``FAIL``);
-- ``POST /v1/diagnose`` (the JSON of ``automl diagnose``) -> ``{labels, healthy, reasons}``;
+- ``POST /v1/diagnose`` (the JSON of ``automl diagnose``; ``?k=K`` for the early question) -> ``{labels, healthy,
+  reasons, scope, epochs, run_epochs, onsets, rule_onsets}``;
 - ``POST /v1/recommend`` ``{arch, top}``: guidance networks ranked for an architecture
   (``automl.recommend``), with ``confidence: "low"`` outside what the zoo has seen;
 - ``GET /v1/health``;

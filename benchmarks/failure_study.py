@@ -1,6 +1,6 @@
 """The failure meta-classifier: compare models on the corpus, and ship the chosen one.
 
-    python benchmarks/failure_study.py evaluate     # -> benchmarks/results/diagnosis.{md,json}
+    python benchmarks/failure_study.py evaluate     # -> benchmarks/results/diagnosis_early.{md,json}
     python benchmarks/failure_study.py ship         # retrains the shipped model -> automl/models/diagnosis.json.gz
 
 Rows: every kept run of ``benchmarks/banks/failures/corpus.jsonl.gz`` (see ``failure_corpus.py``)
@@ -400,10 +400,10 @@ def main(argv=None) -> None:
                     help="views to score the shipped model on besides the full one")
     ev.add_argument("--no-mixed", action="store_true", help="skip the mixed-input baseline")
     sub.add_parser("ship")
-    sub.add_parser("report", help="rewrite diagnosis.md from diagnosis.json")
+    sub.add_parser("report", help="rewrite diagnosis_early.md from diagnosis_early.json")
     args = ap.parse_args(argv)
     if args.cmd == "report":
-        (RESULTS / "diagnosis.md").write_text(report(json.loads((RESULTS / "diagnosis.json").read_text())))
+        (RESULTS / "diagnosis_early.md").write_text(report(json.loads((RESULTS / "diagnosis_early.json").read_text())))
         return
     if args.cmd == "ship":
         doc = ship()
@@ -411,8 +411,8 @@ def main(argv=None) -> None:
         return
     res = evaluate(tuple(args.models), tuple(args.views), not args.no_mixed)
     res["shipped"] = "xgboost"
-    (RESULTS / "diagnosis.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "diagnosis.md").write_text(report(res))
+    (RESULTS / "diagnosis_early.json").write_text(json.dumps(res, indent=1))
+    (RESULTS / "diagnosis_early.md").write_text(report(res))
     print(report(res))
 
 

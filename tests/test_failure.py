@@ -117,8 +117,8 @@ LATE_OVERFIT = {
 }
 
 
-def test_a_failure_after_the_epochs_the_model_reads_shows_with_its_onset():
-    d = diagnose(LATE_OVERFIT)
+def test_a_failure_after_the_epochs_the_early_model_reads_shows_with_its_onset():
+    d = diagnose(LATE_OVERFIT, scope="early")
     assert (d.epochs, d.run_epochs) == (8, 30)
     assert "overfit" in d.rule_onsets and d.rule_onsets["overfit"] > 8
     line = next(r for r in d.reasons if r.startswith("the model read the first 8 of the run's 30 epochs"))
@@ -126,7 +126,7 @@ def test_a_failure_after_the_epochs_the_model_reads_shows_with_its_onset():
     doc = d.public()
     assert doc["run_epochs"] == 30 and doc["epochs"] == 8 and doc["rule_onsets"] == d.rule_onsets
     # the first 8 epochs alone show no late failure, and say nothing of a longer run
-    early = diagnose({key: v[:8] for key, v in LATE_OVERFIT.items()})
+    early = diagnose({key: v[:8] for key, v in LATE_OVERFIT.items()}, scope="early")
     assert early.run_epochs == 8 and not any(r.startswith("the model read the first") for r in early.reasons)
 
 
@@ -140,8 +140,9 @@ def test_k_means_what_it_says_or_is_refused_with_the_reason():
         diagnose(FLAT, k=7)
     res = CliRunner().invoke(cli, ["diagnose", "-", "--k", "12"], input=json.dumps(LATE_OVERFIT))
     assert res.exit_code == 2 and "k=12: the model reads the first 2 to 8 epochs" in res.output
-    res = CliRunner().invoke(cli, ["diagnose", "-"], input=json.dumps(LATE_OVERFIT))
-    assert res.exit_code == 0 and "model: first 8 of 30 epochs" in res.output and "overfit from epoch" in res.output
+    res = CliRunner().invoke(cli, ["diagnose", "-", "--k", "8"], input=json.dumps(LATE_OVERFIT))
+    text = " ".join(res.output.split())  # the title wraps with the table's width
+    assert res.exit_code == 0 and "early view: first 8 of 30 epochs" in text and "overfit from epoch" in text
 
 
 def test_diagnose_says_what_it_ignored():
@@ -151,10 +152,14 @@ def test_diagnose_says_what_it_ignored():
 
 
 def test_diagnose_reads_epoch_records(digits_records):
-    d = diagnose(digits_records)
+    d = diagnose(digits_records, scope="early")
     assert d.epochs == min(len(digits_records), load_model().k_range[1])
     assert d.view == "full"  # the trainer records test accuracy, gradients and weights
     assert d.healthy > 0.5, d
+    whole = diagnose(digits_records)
+    assert whole.scope == "whole" and whole.epochs == len(digits_records) and whole.view == "grad_test"
+    assert whole.healthy > 0.5 and any("ignored weight_norm, n_layers: the whole model does not read it" in r
+                                       for r in whole.reasons), whole
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +180,7 @@ def test_cli_json_and_errors(tmp_path):
     res = CliRunner().invoke(cli, ["diagnose", str(path), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert set(out) == {"labels", "healthy", "reasons", "epochs", "run_epochs", "rule_onsets"}
+    assert set(out) == {"labels", "healthy", "reasons", "scope", "epochs", "run_epochs", "onsets", "rule_onsets"}
     assert set(out["labels"]) == set(LABELS) - {"shift"}
     res = CliRunner().invoke(cli, ["diagnose", str(path)])
     assert res.exit_code == 0 and "healthy p=" in res.output

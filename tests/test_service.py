@@ -141,8 +141,10 @@ def test_diagnose_and_recommend(client):
     res = client.post("/v1/diagnose", json=FLAT)
     assert res.status_code == 200, res.text
     body = res.json()
-    assert set(body) == {"labels", "healthy", "reasons", "epochs", "run_epochs", "rule_onsets"} and body["healthy"] < 0.5
+    assert set(body) == {"labels", "healthy", "reasons", "scope", "epochs", "run_epochs", "onsets", "rule_onsets"}
+    assert body["healthy"] < 0.5 and body["scope"] == "whole" and set(body["onsets"]) & {"underfit", "plateau"}
     assert body["epochs"] == body["run_epochs"] == 6 and set(body["rule_onsets"]) >= {"underfit"}
+    assert client.post("/v1/diagnose", params={"k": 5}, json=FLAT).json()["scope"] == "early"
     res = client.post("/v1/diagnose", params={"k": 12}, json=FLAT)
     assert res.status_code == 422 and "k=12: the model reads the first 2 to 8 epochs" in res.text
     res = client.post("/v1/diagnose", json={**FLAT, "val_acc": [0.1, "x", 0.1, 0.1, 0.1, 0.1]})

@@ -31,7 +31,7 @@ def failure(ctx: Context) -> Optional[Verdict]:
     from automl.diagnosis import diagnose
 
     try:
-        diag = diagnose(ctx.trial.records)
+        diag = diagnose(ctx.trial.records, scope="early")  # will it fail: the first epochs, as the model was validated
     except ValueError:  # records without the four curves: the classifier has nothing to read
         return None
     now = ctx.peers.now

@@ -5,7 +5,9 @@ Pure numpy over per-epoch curves (no torch, no model). Two things live here:
 - :func:`rule_labels`: the threshold rules (weak labels; the study compares them with the learned
   model, they are not the ground truth);
 - :func:`features`: the fixed-length feature vector of the first ``k`` epochs that the shipped
-  classifier reads (:data:`FEATURES` names its columns, in order).
+  early classifier reads (:data:`FEATURES` names its columns, in order);
+- :func:`whole_features`: the vector the whole-run classifier reads, of a run of any length
+  (:data:`WHOLE_FEATURES`).
 
 A run is a mapping of per-epoch lists: ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``
 (required), and optionally ``test_acc``, ``grad_norm_first``/``grad_norm_last`` (weight-gradient
@@ -24,7 +26,8 @@ import numpy as np
 
 from automl.validation import is_finite
 
-__all__ = ["LABELS", "CURVE_KEYS", "OPTIONAL_KEYS", "FEATURES", "features", "rule_labels", "RULES"]
+__all__ = ["LABELS", "CURVE_KEYS", "OPTIONAL_KEYS", "FEATURES", "features", "rule_labels", "RULES",
+           "WHOLE_FEATURES", "whole_features"]
 
 #: The failure labels, in a fixed order (multi-label; a healthy run has none).
 LABELS = ("nonfinite", "exploding_gradient", "vanishing_gradient", "dying_relu", "oscillation", "plateau",
@@ -281,5 +284,71 @@ def features(run: Mapping[str, Any], k: Optional[int] = None) -> np.ndarray:
     out = np.asarray(f, dtype=float)
     if out.shape != (len(FEATURES),):  # a column added to one list and not the other
         raise ValueError(f"features() built {out.shape[0]} columns but FEATURES names {len(FEATURES)}.")
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+# ------------------------------------------------------------------------------ whole-run features
+_WHOLE_EXTRA = ("val_loss_rise_end", "train_loss_fall_after_val_min", "val_acc_drop_end", "best_val_acc_at",
+                "loss_jump_max", "loss_jump_at", "val_loss_rising_share_late", "acc_gap_max", "acc_gap_rise")
+#: Column names of :func:`whole_features`, in order: :data:`FEATURES` (with ``k`` blank) and the
+#: whole-run columns.
+WHOLE_FEATURES = FEATURES + _WHOLE_EXTRA
+
+
+def whole_features(run: Mapping[str, Any]) -> np.ndarray:
+    """The feature vector of a whole run, of any length: :func:`features` of all its epochs with
+    the run length left blank (a run's length says nothing about what went wrong in it, and a
+    model that read it would learn our corpus's budgets), plus columns that place a change inside
+    the run -- how far validation loss rose from its lowest and where that lowest was, how far
+    the loss jumped above its running best and when, how the accuracy gap grew:
+
+    Example:
+        >>> n = 30
+        >>> run = {"train_loss": [1.0 / (1 + t) for t in range(n)],
+        ...        "val_loss": [1.0 - 0.05 * t if t < 10 else 0.5 + 0.05 * (t - 10) for t in range(n)],
+        ...        "train_acc": [min(1.0, 0.5 + 0.03 * t) for t in range(n)],
+        ...        "val_acc": [0.5 + 0.02 * min(t, 10) - 0.005 * max(0, t - 10) for t in range(n)]}
+        >>> x = dict(zip(WHOLE_FEATURES, whole_features(run)))
+        >>> round(float(x["val_loss_rise_end"]), 3), round(float(x["best_val_acc_at"]), 2)  # log10(1.45 / 0.5); epoch 11 of 30
+        (0.462, 0.37)
+    """
+    base = features(run)
+    base[0] = np.nan
+    tl, vl, ta, va = (_arr(run, key) for key in CURVE_KEYS)
+    n = len(tl)
+    f: list[float] = []
+    if np.isfinite(vl).any():
+        m = int(np.nanargmin(vl))
+        end = vl[np.isfinite(vl)][-1]
+        f.append(float(np.log10(end / vl[m])) if vl[m] > 0 else np.nan)
+        tl_end = tl[np.isfinite(tl)][-1] if np.isfinite(tl).any() else np.nan
+        f.append(float(np.log10(tl[m] / tl_end)) if np.isfinite(tl[m]) and tl[m] > 0 and tl_end > 0 else np.nan)
+    else:
+        f += [np.nan, np.nan]
+    if np.isfinite(va).any():
+        f += [float(np.nanmax(va) - va[np.isfinite(va)][-1]), float(np.nanargmax(va) + 1) / n]
+    else:
+        f += [np.nan, np.nan]
+    # the largest jump of the training loss above its best so far (log10), and when (share of the run)
+    lt = _log10(tl)
+    jump, at = np.nan, np.nan
+    if np.isfinite(lt).any():
+        best = np.fmin.accumulate(np.where(np.isfinite(lt), lt, np.inf))
+        bad = ~np.isfinite(tl)
+        rise = np.where(np.isfinite(lt), lt - best, np.where(bad & np.isfinite(best), 3.0, np.nan))  # non-finite: a jump of 1000x
+        if np.isfinite(rise).any():
+            i = int(np.nanargmax(rise))
+            jump, at = float(rise[i]), float(i + 1) / n
+    f += [jump, at]
+    late = np.diff(vl[n // 2:])
+    f.append(float(np.mean(late[np.isfinite(late)] > 0)) if np.isfinite(late).any() else np.nan)
+    gap = ta - va
+    if np.isfinite(gap).any():
+        g = gap[np.isfinite(gap)]
+        f += [float(g.max()), float(g[-1] - g[: max(1, len(g) // 5)].mean())]
+    else:
+        f += [np.nan, np.nan]
+    out = np.r_[base, np.asarray(f, dtype=float)]
     out[~np.isfinite(out)] = np.nan
     return out
