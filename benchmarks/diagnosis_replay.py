@@ -9,8 +9,9 @@
    labels judged against the peers) and with ``failure_relative=False`` (the classifier alone), beside
    Optuna's ``median`` and ``asha``: cost (epochs, as a ratio to no pruning), normalised regret,
    and how often the best run was kept. Decisions read what a probe would have recorded by then.
-2. **Unseen runs.** None of these runs is in the classifier's corpus, and mnist1d is not among its
-   datasets. Each run is diagnosed from its first 5 epochs; the labels it gets are set beside the
+2. **Unseen runs.** None of these runs is in the classifier's corpora (mnist1d is among the long-run
+   corpus's datasets, with other models and training code, so these are unseen runs, not an unseen
+   dataset). Each run is diagnosed from its first 5 epochs; the labels it gets are set beside the
    SIGNALS.md threshold rules applied to the whole run (weak truth: the rules were not the training
    truth) and beside the run's final validation accuracy, so a "will never be good" label on a run
    that ended well is visible as a false alarm. (Why ``underfit`` and ``plateau`` prune only a

@@ -314,41 +314,53 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def record(seeds: list[int], jobs: int, out: Path = BANK) -> int:
+def record(seeds: list[int], jobs: int, out: Path = BANK, *, plan_of=None, run=None) -> int:
+    """Train the planned runs not yet in ``out`` (resumes), ``jobs`` at a time, appending each.
+    ``plan_of(seeds)`` and ``run(args)`` default to this corpus's :func:`plan` and :func:`record_run`
+    (``failure_corpus_long`` passes its own); a planned run's first four fields make its id."""
+    plan_of, run = plan_of or plan, run or record_run
     out.parent.mkdir(parents=True, exist_ok=True)
     done = {r.run_id for r in iter_bank(out)} if out.exists() else set()
-    todo = [a for a in plan(seeds) if run_id(*a) not in done]
+    todo = [a for a in plan_of(seeds) if run_id(*a) not in done]
     print(f"{len(todo)} runs to record ({len(done)} already in {out.name})", flush=True)
     n = 0
     with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
-        for run in pool.map(record_run, todo):
-            write_bank(out, [run], append=True)
+        for row in pool.map(run, todo):
+            write_bank(out, [row], append=True)
             n += 1
             if n % 20 == 0:
                 print(f"  {n}/{len(todo)}", flush=True)
     return n
 
 
-def summary(path: Path = BANK) -> str:
-    """Per cause: runs, how many the injection took (:func:`took`), and
-    the labels the rules gave beyond the run's truth (what the rules alone would call wrongly)."""
-    runs = list(iter_bank(path))
+def cause_table(runs: list[Run], causes, kept) -> list[str]:
+    """Per cause (in ``causes``' order): runs, how many ``kept(run)`` keeps, the truth labels and
+    the rule labels beyond them (what the rules alone would call wrongly)."""
     by = Counter(r.config["cause"] for r in runs)
-    kept = Counter(r.config["cause"] for r in runs if took(r.config["cause"], r.signals["weak_labels"]))
+    took_n = Counter(r.config["cause"] for r in runs if kept(r))
     truth: dict[str, Counter] = {c: Counter() for c in by}
     extra: dict[str, Counter] = {c: Counter() for c in by}
     for r in runs:
         c = r.config["cause"]
         truth[c].update(r.signals["labels"])
         extra[c].update(set(r.signals["weak_labels"]) - set(r.signals["labels"]))
-    lines = [f"{len(runs)} runs, {sum(kept.values())} kept; families {dict(sorted(Counter(r.config['family'] for r in runs).items()))}",
-             "", "| cause | runs | took | truth labels (runs) | rule labels beyond the truth (runs) |", "|---|---:|---:|---|---|"]
-    for c in CAUSES:
+    lines = ["| cause | runs | took | truth labels (runs) | rule labels beyond the truth (runs) |", "|---|---:|---:|---|---|"]
+    for c in causes:
         if c in by:
             lab = ", ".join(f"{k} {v}" for k, v in truth[c].most_common()) or "none"
             other = ", ".join(f"{k} {v}" for k, v in extra[c].most_common()) or "-"
-            lines.append(f"| {c} | {by[c]} | {kept[c]} | {lab} | {other} |")
-    return "\n".join(lines)
+            lines.append(f"| {c} | {by[c]} | {took_n[c]} | {lab} | {other} |")
+    return lines
+
+
+def summary(path: Path = BANK) -> str:
+    """Per cause: runs, how many the injection took (:func:`took`), and
+    the labels the rules gave beyond the run's truth (what the rules alone would call wrongly)."""
+    runs = list(iter_bank(path))
+    kept = lambda r: took(r.config["cause"], r.signals["weak_labels"])  # noqa: E731
+    return "\n".join([f"{len(runs)} runs, {sum(map(kept, runs))} kept; families "
+                      f"{dict(sorted(Counter(r.config['family'] for r in runs).items()))}", ""]
+                     + cause_table(runs, CAUSES, kept))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -37,7 +37,6 @@ import math
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,7 +47,7 @@ for _p in (ROOT, ROOT / "benchmarks"):  # the package, and failure_corpus beside
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from automl.bench.bank import Run, iter_bank, write_bank  # noqa: E402
+from automl.bench.bank import Run, iter_bank  # noqa: E402
 from automl.signals.failure import LABELS, rule_labels  # noqa: E402
 
 BANK = ROOT / "benchmarks" / "banks" / "failures" / "long.jsonl.gz"
@@ -392,48 +391,16 @@ def record_run(args: tuple[str, str, str, int]) -> Run:
                                               "weak_labels": sorted(weak)}})
 
 
-def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def record(seeds: list[int], jobs: int, out: Path = BANK) -> int:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = {r.run_id for r in iter_bank(out)} if out.exists() else set()
-    todo = [a for a in plan(seeds) if run_id(*a) not in done]
-    print(f"{len(todo)} runs to record ({len(done)} already in {out.name})", flush=True)
-    n = 0
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
-        for run in pool.map(record_run, todo):
-            write_bank(out, [run], append=True)
-            n += 1
-            if n % 20 == 0:
-                print(f"  {n}/{len(todo)}", flush=True)
-    return n
-
-
 def summary(path: Path = BANK) -> str:
     """Per cause: runs, how many took, the truth labels, and what the rules said beyond them."""
+    from failure_corpus import cause_table
+
     runs = list(iter_bank(path))
-    by = Counter(r.config["cause"] for r in runs)
-    kept = Counter(r.config["cause"] for r in runs if r.signals["took"])
-    truth: dict[str, Counter] = {c: Counter() for c in by}
-    extra: dict[str, Counter] = {c: Counter() for c in by}
-    for r in runs:
-        c = r.config["cause"]
-        truth[c].update(r.signals["labels"])
-        extra[c].update(set(r.signals["weak_labels"]) - set(r.signals["labels"]))
-    lines = [f"{len(runs)} runs, {sum(kept.values())} kept; datasets {dict(sorted(Counter(r.config['dataset'] for r in runs).items()))}; "
-             f"families {dict(sorted(Counter(r.config['family'] for r in runs).items()))}; "
-             f"epochs {dict(sorted(Counter(len(r.curves['val_acc']) for r in runs).items()))}",
-             "", "| cause | runs | took | truth labels (runs) | rule labels beyond the truth (runs) |", "|---|---:|---:|---|---|"]
-    for c in CAUSES:
-        if c in by:
-            lab = ", ".join(f"{k} {v}" for k, v in truth[c].most_common()) or "none"
-            other = ", ".join(f"{k} {v}" for k, v in extra[c].most_common()) or "-"
-            lines.append(f"| {c} | {by[c]} | {kept[c]} | {lab} | {other} |")
-    return "\n".join(lines)
+    count = lambda key: dict(sorted(Counter(key(r) for r in runs).items()))  # noqa: E731
+    return "\n".join([f"{len(runs)} runs, {sum(r.signals['took'] for r in runs)} kept; datasets "
+                      f"{count(lambda r: r.config['dataset'])}; families {count(lambda r: r.config['family'])}; "
+                      f"epochs {count(lambda r: len(r.curves['val_acc']))}", ""]
+                     + cause_table(runs, CAUSES, lambda r: r.signals["took"]))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -447,7 +414,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     sm.add_argument("--bank", type=Path, default=BANK)
     args = ap.parse_args(argv)
     if args.cmd == "record":
-        record(args.seeds, args.jobs, args.out)
+        from failure_corpus import record
+
+        record(args.seeds, args.jobs, args.out, plan_of=plan, run=record_run)
     else:
         print(summary(args.bank))
 

@@ -175,7 +175,7 @@ def evaluate_whole(runs, model: str, view: str, protos=("lodo", "loao"), detect:
     """Out-of-fold scores of ``model`` on ``view``; ``model`` ending in ``-noaug`` trains without
     the augmented copies (what they are worth)."""
     labs = view_labels(view)
-    healthy = np.array([not (r["labels"] & set(labs)) for r in runs])
+    healthy = np.array([not r["labels"] for r in runs])  # healthy: no failure injected (a shift-only run is not)
     X0, Y0, I0 = rows(runs, view)
     copies = 0 if model.endswith("-noaug") else COPIES
     model = model.removesuffix("-noaug")
@@ -244,7 +244,7 @@ def evaluate_early(runs, k: int = 5, view: str = "curves") -> dict[str, Any]:
             I.append(i)
             K.append(kk)
     X, Y, I, K = np.array(X), np.array(Y, dtype=int), np.array(I), np.array(K)
-    healthy = np.array([not (r["labels"] & set(labs)) for r in runs])
+    healthy = np.array([not r["labels"] for r in runs])  # healthy: no failure injected (a shift-only run is not)
     late = np.array([r["cause"] in LATE for r in runs])
     out: dict[str, Any] = {}
     short = np.array([r["corpus"] == "short" for r in runs])
@@ -273,7 +273,9 @@ def evaluate_early(runs, k: int = 5, view: str = "curves") -> dict[str, Any]:
     return out
 
 
-def evaluate(quick: bool = False) -> dict[str, Any]:
+def evaluate(quick: bool = False, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every job (``MODEL/VIEW``) and the early view; ``only``: just those jobs, merged into the
+    last diagnosis.json."""
     runs = load_runs()
     res: dict[str, Any] = {
         "runs": len(runs), "corpora": dict(Counter(r["corpus"] for r in runs)),
@@ -288,6 +290,9 @@ def evaluate(quick: bool = False) -> dict[str, Any]:
             ("rules", "grad_test"), ("xgboost", "test"), ("xgboost", "grad"), ("xgboost", "grad_test")]
     if quick:
         jobs = jobs[:2]
+    if only:
+        res = {**json.loads((RESULTS / "diagnosis.json").read_text()), "date": res["date"]}
+        jobs = [tuple(j.split("/")) for j in only]
     for model, view in jobs:
         t0 = time.time()
         e = evaluate_whole(runs, model, view, detect=(model == "xgboost" and view in ("curves", "grad_test")))
@@ -296,7 +301,8 @@ def evaluate(quick: bool = False) -> dict[str, Any]:
         print(f"whole {model}/{view}: LODO macro-F1 {e['lodo']['macro_f1']:.3f}, overfit F1 "
               f"{e['lodo']['per_label'].get('overfit', {}).get('f1', float('nan')):.3f}, healthy false alarms "
               f"{e['lodo']['false_alarms_healthy']:.1%}; LOAO {e['loao']['macro_f1']:.3f} ({e['seconds']} s)", flush=True)
-    res["early_k5"] = evaluate_early(runs)
+    if not only:
+        res["early_k5"] = evaluate_early(runs)
     return res
 
 
@@ -349,7 +355,7 @@ def report(res: dict[str, Any]) -> str:
              f"runs per label {res['label_runs']}.", "",
              "## Whole run (\"what went wrong in this run?\")", "",
              "Out of fold, a label present at p >= 0.5. `lodo`: leave one dataset out; `loao`: leave one architecture out. "
-             "Healthy false alarms: share of healthy runs given any label. Views: `curves` = the four curves only; `test` "
+             "Healthy false alarms: share of the healthy runs (no failure injected) given any label. Views: `curves` = the four curves only; `test` "
              "adds test accuracy (which `shift` needs); `grad` adds gradient norms and zero-gradient shares.", "",
              f"`macro-F1, curve labels`: over {', '.join(CURVE_VISIBLE)} only (the gradient labels leave curves like any "
              "other stuck run).", "",
@@ -365,25 +371,37 @@ def report(res: dict[str, Any]) -> str:
         for name, e in W.items():
             if name.endswith("/curves"):
                 lines.append(f"| {name.split('/')[0]} | " + " | ".join(f"{v:.3f}" for v in e["lodo"]["by_group"].values()) + " |")
-        lines += ["", "Per label, curves only, leave-one-dataset-out (F1; rules vs XGBoost) and the model's detection "
-                  "epoch (reading the run up to each epoch, the first from which it keeps the label), as a share of the run:", "",
-                  "| label | runs | rules F1 | XGBoost F1 | PR-AUC | settled on | median detection (share of run) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        rules = W.get("rules/curves", {}).get("lodo", {}).get("per_label", {})
-        det = best["lodo"].get("detection", {})
-        for lab, s in best["lodo"]["per_label"].items():
-            d = det.get(lab, {})
-            share = d.get("median_share")
-            lines.append(f"| {lab} | {s['positives']} | {rules.get(lab, {}).get('f1', float('nan')):.3f} | {s['f1']:.3f} | "
-                         f"{s['pr_auc']:.3f} | {d.get('settled', float('nan')):.0%} | {'-' if share is None else f'{share:.2f}'} |")
-        lag = det.get("late_diverge_lag")
-        if lag:
-            lines += ["", f"Late divergences ({lag['runs']} runs): the model settles on `nonfinite` a median {lag['median']:g} "
-                      f"epoch(s) after the learning-rate jump (at most {lag['max']}; {lag['before_jump']} before it)."]
+        for view, rules_key in (("curves", "rules/curves"), ("grad_test", "rules/grad_test")):
+            e = W.get(f"xgboost/{view}")
+            if not e:
+                continue
+            lines += ["", f"Per label, view `{view}`, leave-one-dataset-out (F1; rules vs XGBoost) and the model's detection "
+                      "epoch (reading the run up to each epoch, the first from which it keeps the label), as a share of the run:", "",
+                      "| label | runs | rules F1 | XGBoost F1 | PR-AUC | settled on | median detection (share of run) |",
+                      "|---|---:|---:|---:|---:|---:|---:|"]
+            rules = W.get(rules_key, {}).get("lodo", {}).get("per_label", {})
+            det = e["lodo"].get("detection", {})
+            for lab, s in e["lodo"]["per_label"].items():
+                d = det.get(lab, {})
+                share = d.get("median_share")
+                lines.append(f"| {lab} | {s['positives']} | {rules.get(lab, {}).get('f1', float('nan')):.3f} | {s['f1']:.3f} | "
+                             f"{s['pr_auc']:.3f} | {d.get('settled', float('nan')):.0%} | {'-' if share is None else f'{share:.2f}'} |")
+            lag = det.get("late_diverge_lag")
+            if lag:
+                lines += ["", f"Late divergences ({lag['runs']} runs): the model settles on `nonfinite` a median {lag['median']:g} "
+                          f"epoch(s) after the learning-rate jump (at most {lag['max']}; {lag['before_jump']} before it)."]
+        if "xgboost-noaug/curves" in W:
+            n = W["xgboost-noaug/curves"]["lodo"]
+            lines += ["", f"Without the augmented copies (`xgboost-noaug`), leave one dataset out, curves only: macro-F1 "
+                      f"{n['macro_f1']:.3f}, over the curve labels {n['macro_f1_visible']:.3f}, overfit F1 "
+                      f"{n['per_label']['overfit']['f1']:.3f}, healthy false alarms {n['false_alarms_healthy']:.1%} (with them: "
+                      f"{best['lodo']['macro_f1']:.3f}, {best['lodo']['macro_f1_visible']:.3f}, "
+                      f"{best['lodo']['per_label']['overfit']['f1']:.3f}, {best['lodo']['false_alarms_healthy']:.1%})."]
     E = res["early_k5"]
     lines += ["", "## Early view (\"will this run fail?\"), first 5 epochs, curves only, leave one dataset out", "",
-              "The early model's recipe (rows at k = 2..8, XGBoost heads) trained on both corpora (`xgboost`) or, as the "
-              "shipped early model is, on the 12-epoch corpus alone (`xgboost_short`). Late causes "
+              "The early model's recipe (rows at k = 2..8, XGBoost heads) trained on both corpora (`xgboost`: what "
+              "`failure_study.py ship` now trains) or on the 12-epoch corpus alone (`xgboost_short`: the early model "
+              "before). Late causes "
               f"({', '.join(LATE)}) have not started by epoch 5 in most runs; the second column leaves them out.", "",
               "| model | macro-F1, all runs | curve labels, all runs | macro-F1, without late causes | curve labels, "
               "without late causes | healthy false alarms |", "|---|---:|---:|---:|---:|---:|"]
@@ -401,6 +419,8 @@ def main(argv=None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("evaluate")
     ev.add_argument("--quick", action="store_true", help="rules and XGBoost on the curves only")
+    ev.add_argument("--only", nargs="+", default=(), metavar="MODEL/VIEW",
+                    help="run just these jobs (e.g. xgboost-noaug/curves) and merge them into diagnosis.json")
     sub.add_parser("ship")
     sub.add_parser("report", help="rewrite diagnosis.md from diagnosis.json")
     args = ap.parse_args(argv)
@@ -411,7 +431,7 @@ def main(argv=None) -> None:
         doc = ship()
         print(f"wrote {WHOLE_MODEL_PATH} ({WHOLE_MODEL_PATH.stat().st_size / 1e6:.1f} MB) from {doc['training']['runs']} runs")
         return
-    res = evaluate(args.quick)
+    res = evaluate(args.quick, tuple(args.only))
     (RESULTS / "diagnosis.json").write_text(json.dumps(res, indent=1, default=float))
     (RESULTS / "diagnosis.md").write_text(report(res))
     print(report(res))

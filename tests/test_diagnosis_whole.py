@@ -161,3 +161,23 @@ def test_whole_model_file_round_trip(tmp_path):
         DiagnosisModel({**doc, "features": doc["features"][:-1]})
     with pytest.raises(ValueError, match="unknown model scope"):
         DiagnosisModel({**doc, "scope": "late"})
+
+
+def test_the_long_corpus_injects_a_late_divergence_that_takes():
+    """failure_corpus_long: the learning rate jumps at its epoch, and the recorded run diverges
+    there (truth is the injected cause, kept only where the full run shows it)."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root), str(root / "benchmarks")]
+    import failure_corpus_long as long
+    from automl.diagnosis import rule_onsets, run_from_bank
+
+    cfg = {"epochs": 40, "schedule": "cosine", "jump_at": 30, "jump": 1000.0}
+    assert long.lr_factor(cfg, 29) < 0.2 and long.lr_factor(cfg, 30) > 100
+    row = long.record_run(("late_diverge", "mlp", "blobs", 0))
+    assert row.signals["took"] and "nonfinite" in row.signals["labels"]
+    jump = row.config["jump_at"]
+    assert jump + 1 <= rule_onsets(run_from_bank(row))["nonfinite"] <= jump + 3
+    assert not long.clear_overfit(_healthy()) and long.clear_overfit(OVERFIT)
