@@ -34,8 +34,8 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, Field
 
-from automl.signals.failure import (CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, WHOLE_FEATURES, features,
-                                    rule_labels, whole_features)
+from automl.signals.failure import (CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, WHOLE_FEATURES, as_arrays,
+                                    features, rule_labels, whole_features)
 from automl.trees import Trees
 from automl.validation import check_optional_positive_int, check_positive_int
 
@@ -523,7 +523,7 @@ ONSET_GRID = 20
 
 
 def _prefix(run: Mapping[str, Any], e: int) -> dict[str, Any]:
-    return {key: (v[:e] if isinstance(v, list) else v) for key, v in run.items()}
+    return {key: (v[:e] if isinstance(v, (list, np.ndarray)) else v) for key, v in run.items()}
 
 
 def onsets(run: Mapping[str, Any], model: Any, view: str, labels: Optional[Sequence[str]] = None) -> dict[str, int]:
@@ -534,6 +534,9 @@ def onsets(run: Mapping[str, Any], model: Any, view: str, labels: Optional[Seque
 
     At most :data:`ONSET_GRID` prefixes are read first, then every epoch between the last one
     without the label and the first one of the stretch that keeps it."""
+    if labels is not None and not labels:
+        return {}
+    run = as_arrays(run)
     n = len(run["train_loss"])
     thr = float(getattr(model, "threshold", 0.5))
     grid = list(range(2, n + 1)) if n <= ONSET_GRID else sorted({int(e) for e in np.linspace(2, n, ONSET_GRID).round()})
@@ -571,6 +574,7 @@ def rule_onsets(run: Mapping[str, Any]) -> dict[str, int]:
         >>> rule_onsets(run)  # the train-val accuracy gap passes the rule's 0.15 at epoch 6
         {'overfit': 6}
     """
+    run = as_arrays(run)
     n = len(run["train_loss"])
     final = rule_labels(run, n)
     onsets = {lab: n for lab in final}

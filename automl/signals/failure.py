@@ -27,7 +27,7 @@ import numpy as np
 from automl.validation import is_finite
 
 __all__ = ["LABELS", "CURVE_KEYS", "OPTIONAL_KEYS", "FEATURES", "features", "rule_labels", "RULES",
-           "WHOLE_FEATURES", "whole_features"]
+           "WHOLE_FEATURES", "whole_features", "as_arrays"]
 
 #: The failure labels, in a fixed order (multi-label; a healthy run has none).
 LABELS = ("nonfinite", "exploding_gradient", "vanishing_gradient", "dying_relu", "oscillation", "plateau",
@@ -57,9 +57,19 @@ def _arr(run: Mapping[str, Any], key: str, k: Optional[int] = None) -> Optional[
     v = run.get(key)
     if v is None:
         return None
-    a = np.array([np.nan if x is None else float(x) for x in v], dtype=float)
+    if isinstance(v, np.ndarray):  # already floats (see as_arrays): read the prefix without a loop
+        a = np.array(v[:k] if k is not None else v, dtype=float)
+    else:
+        a = np.array([np.nan if x is None else float(x) for x in v], dtype=float)
     a[~np.isfinite(a)] = np.nan
     return a if k is None else a[:k]
+
+
+def as_arrays(run: Mapping[str, Any]) -> dict[str, Any]:
+    """``run`` with its per-epoch lists as float arrays (``None`` as ``nan``): the same labels and
+    features, read faster by code that reads many prefixes of one run."""
+    return {key: (np.array([np.nan if x is None else float(x) for x in v], dtype=float) if isinstance(v, (list, tuple)) else v)
+            for key, v in run.items()}
 
 
 def _raw_nonfinite(run: Mapping[str, Any], keys: Sequence[str], k: Optional[int]) -> np.ndarray:
@@ -69,6 +79,9 @@ def _raw_nonfinite(run: Mapping[str, Any], keys: Sequence[str], k: Optional[int]
     for key in keys:
         v = run.get(key)
         if v is None:
+            continue
+        if isinstance(v, np.ndarray):
+            bad[: min(n, len(v))] |= ~np.isfinite(np.asarray(v[:n], dtype=float))
             continue
         for i, x in enumerate(list(v)[:n]):
             if not is_finite(x):
@@ -148,6 +161,22 @@ def rule_labels(run: Mapping[str, Any], k: Optional[int] = None) -> set[str]:
 _SHAPE = ("start", "mid", "end", "slope", "curv", "dstd", "sign_changes", "drawdown", "finite")
 
 
+def _line(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept of y on t (at least two distinct t): ``np.polyfit(t, y, 1)``
+    in closed form, a tenth of its time (the diagnosis computes it for every prefix it reads)."""
+    d = t - t.mean()
+    slope = float(np.dot(d, y - y.mean()) / np.dot(d, d))
+    return slope, float(y.mean() - slope * t.mean())
+
+
+def _curvature(t: np.ndarray, y: np.ndarray) -> float:
+    """The leading coefficient of the least-squares parabola through (t, y) (three or more distinct
+    t): ``np.polyfit(t, y, 2)[0]`` by its normal equations on centred t."""
+    d = t - t.mean()
+    A = np.stack([d * d, d, np.ones_like(d)], axis=1)
+    return float(np.linalg.solve(A.T @ A, A.T @ y)[0])
+
+
 def _shape(y: np.ndarray, higher_is_better: bool) -> list[float]:
     """Start, middle, end, slope and curvature (quadratic fit), std of differences, sign changes
     of the differences (share), worst drawdown from the running best, share of finite epochs."""
@@ -161,7 +190,7 @@ def _shape(y: np.ndarray, higher_is_better: bool) -> list[float]:
     out[0], out[1], out[2] = float(yf[0]), float(yf[len(yf) // 2]), float(yf[-1])
     t = np.arange(n, dtype=float)[ok]
     if len(yf) >= 2:
-        out[3] = float(np.polyfit(t, yf, 1)[0])
+        out[3] = _line(t, yf)[0]
         d = np.diff(yf)
         out[5] = float(d.std())
         s = np.sign(d[d != 0])
@@ -169,7 +198,7 @@ def _shape(y: np.ndarray, higher_is_better: bool) -> list[float]:
         best = np.maximum.accumulate(yf) if higher_is_better else np.minimum.accumulate(yf)
         out[7] = float(np.max(best - yf) if higher_is_better else np.max(yf - best))
     if len(yf) >= 3:
-        out[4] = float(np.polyfit(t, yf, 2)[0])
+        out[4] = _curvature(t, yf)
     return out
 
 
@@ -180,7 +209,7 @@ def _powerlaw_error(acc: np.ndarray, horizon: float) -> float:
     ok = np.isfinite(err) & (err > 1e-4)
     if ok.sum() < 2:
         return float(np.nan if not np.isfinite(acc).any() else max(0.0, 1.0 - np.nanmax(acc)))
-    slope, icpt = np.polyfit(np.log(t[ok]), np.log(err[ok]), 1)
+    slope, icpt = _line(np.log(t[ok]), np.log(err[ok]))
     return float(np.clip(np.exp(icpt + slope * np.log(horizon)), 0.0, 1.0))
 
 
@@ -245,10 +274,10 @@ def features(run: Mapping[str, Any], k: Optional[int] = None) -> np.ndarray:
     gap = ta - va
     t = np.arange(k, dtype=float)
     ok = np.isfinite(gap)
-    f += [float(gap[ok][-1]) if ok.any() else np.nan, float(np.polyfit(t[ok], gap[ok], 1)[0]) if ok.sum() >= 2 else np.nan]
+    f += [float(gap[ok][-1]) if ok.any() else np.nan, _line(t[ok], gap[ok])[0] if ok.sum() >= 2 else np.nan]
     lgap = vl - tl
     ok = np.isfinite(lgap)
-    f += [float(lgap[ok][-1]) if ok.any() else np.nan, float(np.polyfit(t[ok], lgap[ok], 1)[0]) if ok.sum() >= 2 else np.nan]
+    f += [float(lgap[ok][-1]) if ok.any() else np.nan, _line(t[ok], lgap[ok])[0] if ok.sum() >= 2 else np.nan]
     f.append(float(k - 1 - np.nanargmin(vl)) / k if np.isfinite(vl).any() else np.nan)
     rising, best_run = 0, 0
     for up in (np.diff(vl) > 0):
