@@ -496,10 +496,10 @@ class SearchManager:
         storage is read whole each time."""
         at = time.monotonic()
         with self._lock:
-            known, stale = dict(self._listed), self._listing_stale
+            known, stale, first = dict(self._listed), self._listing_stale, self._listing is None
             self._listing_stale = False  # a change from now on makes the next request read again
         studies = self._search_studies()
-        if studies is None or not known:
+        if studies is None or first:  # (a storage with no searches yet is not read whole every second)
             ids = dict(studies or ())  # the key a later read finds each study by (-1: read whole every time)
             listed = {(s.study_name, ids.get(s.study_name, -1)): self._summary(s) for s in self.storage.get_all_studies()
                       if s.study_name.startswith(STUDY_PREFIX)}
