@@ -540,7 +540,15 @@ def onsets(run: Mapping[str, Any], model: Any, view: str, labels: Optional[Seque
     n = len(run["train_loss"])
     thr = float(getattr(model, "threshold", 0.5))
     grid = list(range(2, n + 1)) if n <= ONSET_GRID else sorted({int(e) for e in np.linspace(2, n, ONSET_GRID).round()})
-    P = model.predict(np.stack([whole_features(_prefix(run, e)) for e in grid]), view)
+    rows: dict[int, np.ndarray] = {}  # prefix length -> features, read once however many labels ask
+
+    def at(epochs: Sequence[int]) -> np.ndarray:
+        for e in epochs:
+            if e not in rows:
+                rows[e] = whole_features(_prefix(run, e))
+        return np.stack([rows[e] for e in epochs])
+
+    P = model.predict(at(grid), view)
     wanted = list(labels) if labels is not None else [lab for lab in view_labels(view) if P[lab][-1] >= thr]
     out: dict[str, int] = {}
     for lab in wanted:
@@ -553,7 +561,7 @@ def onsets(run: Mapping[str, Any], model: Any, view: str, labels: Optional[Seque
         e = grid[j]
         if j > 0 and grid[j - 1] + 1 < e:  # the epochs between the last prefix without it and this one
             between = list(range(grid[j - 1] + 1, e))
-            q = model.predict(np.stack([whole_features(_prefix(run, t)) for t in between]), view)[lab]
+            q = model.predict(at(between), view)[lab]
             for t, qt in zip(between[::-1], q[::-1]):
                 if qt < thr:
                     break
