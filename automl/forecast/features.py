@@ -20,7 +20,7 @@ import numpy as np
 
 from automl.signals.curve import rank_correlation
 
-__all__ = ["StudyFrame", "NAMES", "features", "scale_of", "Z_CLIP"]
+__all__ = ["StudyFrame", "NAMES", "features", "scale_of", "to_z", "Z_CLIP"]
 
 #: z values are clipped to [-Z_CLIP, Z_CLIP]: a diverged trial is "far worse than the start".
 Z_CLIP = 4.0
@@ -74,7 +74,8 @@ def scale_of(frame: StudyFrame, own_first: float) -> tuple[float, float]:
     return best, span if span > 0 else 1.0
 
 
-def _z(x: np.ndarray | float, best: float, span: float) -> np.ndarray:
+def to_z(x: np.ndarray | float, best: float, span: float) -> np.ndarray:
+    """Values in the study's z units (``nan`` and beyond-the-clip values read as :data:`Z_CLIP`)."""
     z = (np.asarray(x, dtype=float) - best) / span
     return np.clip(np.where(np.isnan(z), Z_CLIP, z), -Z_CLIP, Z_CLIP)
 
@@ -87,9 +88,9 @@ def features(own: np.ndarray, budget: int, frame: StudyFrame, epoch: int | None 
     e = len(own)
     epoch = e if epoch is None else epoch
     best, span = scale_of(frame, float(own[0]))
-    z = _z(own, best, span)
-    fz = _z(frame.final, best, span)
-    ez, pz = _z(frame.at_epoch, best, span), _z(frame.at_progress, best, span)
+    z = to_z(own, best, span)
+    fz = to_z(frame.final, best, span)
+    ez, pz = to_z(frame.at_epoch, best, span), to_z(frame.at_progress, best, span)
     ez[~np.isfinite(frame.at_epoch)] = np.nan
     pz[~np.isfinite(frame.at_progress)] = np.nan
     n = len(frame.final)
@@ -103,7 +104,7 @@ def features(own: np.ndarray, budget: int, frame: StudyFrame, epoch: int | None 
         (z[-1] - z[max(0, e - 4)]) / max(1, min(3, e - 1)) if e > 1 else 0.0,
         epoch / max(budget, epoch), math.log(epoch), math.log(max(budget, epoch)), math.log(budget / max(med_budget, 1.0)), math.log1p(n),
         float(np.mean(ez[reach] < z[-1])) if reach.any() else math.nan,
-        float(np.mean(_z(others, best, span) < z[-1])) if len(others) else math.nan,
+        float(np.mean(to_z(others, best, span) < z[-1])) if len(others) else math.nan,
         float(np.mean(pz[np.isfinite(pz)] < z[-1])) if np.isfinite(pz).any() else math.nan,
         *(np.quantile(gain, [0.5, 0.1, 0.9]).tolist() if len(gain) else [math.nan] * 3),
         float(np.mean(reach)) if n else math.nan,

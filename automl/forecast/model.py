@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features
+from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features, to_z
 from automl.trees import Trees
 
 __all__ = ["QUANTILES", "MONOTONE", "Forecast", "Forecaster", "load_forecaster", "p_below", "frame_from_curves",
@@ -225,10 +225,13 @@ def frame_from_curves(curves: Sequence[np.ndarray], budgets: Sequence[int], epoc
 
 
 def training_rows(curves: Sequence[np.ndarray], budgets: Sequence[int], rng: np.random.Generator, *,
-                  min_finished: int = 2, epochs_per_trial: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                  min_finished: int = 2, epochs_per_trial: int = 4,
+                  prefixes: Optional[list] = None) -> tuple[np.ndarray, np.ndarray]:
     """(features, target z) rows from one study, read as a pruner would meet it: trial i is judged
     at a few of its epochs against the trials before it that finished (ran to their budget with a
-    finite value); the target is its own final value in the same z units."""
+    finite value); the target is its own final value in the same z units. Where ``prefixes`` (a
+    list) is given, each row's ``(prefix in z units, budget)`` is appended to it, for models that
+    read the prefix as a sequence."""
     X, y = [], []
     for i in range(min_finished, len(curves)):
         done = [j for j in range(i) if np.isfinite(curves[j][-1])]
@@ -244,6 +247,8 @@ def training_rows(curves: Sequence[np.ndarray], budgets: Sequence[int], rng: np.
                                       others=[curves[j] for j in range(i) if j not in done])
             row, best, span = features(c[:e], b, frame)
             X.append(row)
+            if prefixes is not None:
+                prefixes.append((to_z(c[:e], best, span), b))
             final = c[-1]
             y.append(float(np.clip((final - best) / span, -Z_CLIP, Z_CLIP)) if np.isfinite(final) else Z_CLIP)
     return np.asarray(X, dtype=float).reshape(-1, len(NAMES)), np.asarray(y, dtype=float)
