@@ -16,8 +16,9 @@ Measured: calibration on held-out synthetic studies; P(beat the best finished tr
 them; Brier and log loss); whether a worse current value ever reads as likelier to win; decision
 time at 200 finished trials; and with ``--replay-seeds`` the forecast pruner with each model, its
 ``risk`` for the transformer chosen on the tuning half by ``tune_signal.py``'s rule. Writes
-``benchmarks/results/forecast_transformer.{md,json}``. The transformer's weights are not shipped
-unless it wins.
+``benchmarks/results/forecast_transformer.{md,json}`` (``_monotone`` with ``--monotone``). Neither
+variant is shipped (see the reports): the plain one prunes cheaper but a worse value can read
+likelier to win; the monotone one is better calibrated but not a cheaper pruner.
 """
 
 from __future__ import annotations
@@ -37,67 +38,109 @@ import numpy as np
 from automl.forecast.features import NAMES, Z_CLIP, features, to_z
 from automl.forecast.model import QUANTILES, Forecast, frame_from_curves, load_forecaster, p_below, training_rows
 from automl.forecast.prior import sample_study
+from sequence_forecaster import C_IDX, V_IDX, VALUE, SequenceForecaster, tokens
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANKS = Path(__file__).resolve().parent / "banks"
-#: Prefix tokens the transformer reads (evenly spaced over the prefix, its last epoch always among them).
-T_MAX = 16
-
-
-def tokens(prefix_z: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(tokens, mask)``: up to :data:`T_MAX` epochs of a prefix (z units), each as (z, share of
-    the budget, log epoch / log 200), padded; ``mask`` marks the real ones."""
-    e = len(prefix_z)
-    idx = np.unique(np.round(np.linspace(0, e - 1, min(e, T_MAX))).astype(int))
-    tok = np.zeros((T_MAX, 3), dtype=np.float32)
-    mask = np.zeros(T_MAX, dtype=bool)
-    k = len(idx)
-    tok[:k, 0] = np.clip(np.asarray(prefix_z, dtype=float)[idx], -Z_CLIP, Z_CLIP)
-    tok[:k, 1] = (idx + 1) / max(int(budget), e)
-    tok[:k, 2] = np.log(idx + 1) / math.log(200)
-    mask[:k] = True
-    return tok, mask
-
-
-def _study_rows(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The rows ``train_forecaster.py`` trains on for one study seed, with each row's prefix tokens."""
+def _study_rows(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list]:
+    """The rows ``train_forecaster.py`` trains on for one study seed, with each row's prefix
+    (``(z values, budget)``)."""
     seed, n_trials = args
     rng = np.random.default_rng([seed, 7])
     study = sample_study(rng, n_trials)
     pre: list = []
     X, y = training_rows(study.curves, study.budgets, rng, prefixes=pre)
-    toks = [tokens(z, b) for z, b in pre]
-    T = np.stack([t for t, _ in toks]) if toks else np.zeros((0, T_MAX, 3), np.float32)
-    M = np.stack([m for _, m in toks]) if toks else np.zeros((0, T_MAX), bool)
-    return X, y, T, M
+    return X, y, pre
 
 
-def rows(seeds: range, n_trials: int, jobs: int) -> tuple[np.ndarray, ...]:
+def rows(seeds: range, n_trials: int, jobs: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(X, y, prefixes)`` of the studies drawn with ``seeds``."""
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         parts = list(pool.map(_study_rows, [(s, n_trials) for s in seeds]))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), [x for p in parts for x in p[2]]
 
 
 class Standardise:
-    """The feature row as the network reads it: missing values as 0 with a flag each, then
-    standardised with the training rows' mean and spread."""
+    """Features as a network reads them: missing values as 0 (with a flag each where ``flags``),
+    standardised with the training rows' mean and spread (an increasing map of each column)."""
 
-    def __init__(self, X: np.ndarray) -> None:
+    def __init__(self, X: np.ndarray, flags: bool = True) -> None:
+        self.flags = flags
         Z = self._raw(X)
-        self.mean, self.std = Z.mean(0), Z.std(0) + 1e-6
+        self.mean, self.std = np.nanmean(Z, 0), np.nanstd(Z, 0) + 1e-6
 
-    @staticmethod
-    def _raw(X: np.ndarray) -> np.ndarray:
+    def _raw(self, X: np.ndarray) -> np.ndarray:
         miss = np.isnan(X)
-        return np.concatenate([np.where(miss, 0.0, X), miss], axis=1)
+        return np.concatenate([np.where(miss, 0.0, X), miss], axis=1) if self.flags else X
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        return ((self._raw(np.atleast_2d(X)) - self.mean) / self.std).astype(np.float32)
+        Z = (self._raw(np.atleast_2d(X)) - self.mean) / self.std
+        return np.where(np.isnan(Z), 0.0, Z).astype(np.float32)
 
 
-def build(d: int = 64, layers: int = 2, heads: int = 4):
+class Inputs:
+    """What each network reads of a row and its prefix. Plain: every feature as the study token
+    and the whole prefix as tokens. Monotone: the features the current value moves apart
+    (:data:`VALUE`, standardised, missing as the mean), the rest as the study token, and the prefix
+    before the current epoch as tokens."""
+
+    def __init__(self, X: np.ndarray, monotone: bool) -> None:
+        self.monotone = monotone
+        if monotone:
+            self.ctx, self.val = Standardise(X[:, C_IDX]), Standardise(X[:, V_IDX], flags=False)
+        else:
+            self.ctx = Standardise(X)
+
+    def __call__(self, X: np.ndarray, prefixes: list) -> tuple[np.ndarray, ...]:
+        X = np.atleast_2d(X)
+        toks = [tokens(z[:-1] if self.monotone else z, b) for z, b in prefixes]
+        T = np.stack([t for t, _ in toks])
+        M = np.stack([m for _, m in toks])
+        if self.monotone:
+            return self.ctx(X[:, C_IDX]), self.val(X[:, V_IDX]), T, M
+        return self.ctx(X), T, M
+
+
+def build(d: int = 64, layers: int = 2, heads: int = 4, monotone: bool = False):
     import torch
     from torch import nn
+
+    class MonotoneForecaster(nn.Module):
+        """Monotone in the trial's current value by construction. The transformer reads only what
+        the current value does not move: the study's other features as one token, the prefix before
+        the current epoch as the others. The value-moved features go through a network with
+        non-negative weights and increasing activations (each of its outputs never falls as they
+        rise), mixed into every quantile with non-negative weights the transformer sets:
+        ``q_1 = a_0 + sum_h w_0h * m_h``, ``q_k = q_(k-1) + softplus(a_k + sum_h w_kh * m_h)``."""
+
+        def __init__(self, hidden: int = 64, basis: int = 32) -> None:
+            super().__init__()
+            self.study = nn.Linear(2 * len(C_IDX), d)
+            self.tok = nn.Linear(3, d)
+            self.kind = nn.Parameter(torch.zeros(2, d))
+            layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d)
+            self.a = nn.Linear(d, len(QUANTILES))
+            self.w = nn.Linear(d, len(QUANTILES) * basis)
+            self.m1 = nn.Parameter(torch.randn(len(VALUE), hidden) * 0.3)
+            self.b1 = nn.Parameter(torch.zeros(hidden))
+            self.m2 = nn.Parameter(torch.randn(hidden, basis) * 0.3)
+            self.b2 = nn.Parameter(torch.zeros(basis))
+            self.basis = basis
+
+        def forward(self, study, value, tok, mask):
+            sp = nn.functional.softplus
+            h = torch.cat([(self.study(study) + self.kind[0])[:, None], self.tok(tok) + self.kind[1]], dim=1)
+            pad = torch.cat([torch.zeros_like(mask[:, :1]), ~mask], dim=1)
+            c = self.norm(self.enc(h, src_key_padding_mask=pad)[:, 0])
+            m = torch.tanh(torch.tanh(value @ sp(self.m1) + self.b1) @ sp(self.m2) + self.b2)  # (B, basis), increasing
+            w = sp(self.w(c)).view(-1, len(QUANTILES), self.basis)
+            o = self.a(c) + (w * m[:, None, :]).sum(-1)
+            return torch.cat([o[:, :1], o[:, :1] + torch.cumsum(sp(o[:, 1:]), dim=1)], dim=1)
+
+    if monotone:
+        return MonotoneForecaster()
 
     class TinyForecaster(nn.Module):
         """The study's features as one token, the prefix as the others; a pre-norm transformer
@@ -122,16 +165,15 @@ def build(d: int = 64, layers: int = 2, heads: int = 4):
     return TinyForecaster()
 
 
-def train(X, y, T, M, *, epochs: int, seed: int, batch: int = 512, lr: float = 2e-3, log=print):
+def train(X, y, prefixes, *, monotone: bool, epochs: int, seed: int, batch: int = 512, lr: float = 2e-3, log=print):
     import torch
 
     torch.manual_seed(seed)
-    std = Standardise(X)
-    S = torch.from_numpy(std(X))
-    Tt, Mt = torch.from_numpy(T), torch.from_numpy(M)
+    inputs = Inputs(X, monotone)
+    parts = [torch.from_numpy(a) for a in inputs(X, prefixes)]
     yt = torch.from_numpy(np.clip(y, -Z_CLIP, Z_CLIP).astype(np.float32))
     a = torch.tensor(QUANTILES, dtype=torch.float32)
-    net = build()
+    net = build(monotone=monotone)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(yt) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -142,7 +184,7 @@ def train(X, y, T, M, *, epochs: int, seed: int, batch: int = 512, lr: float = 2
         net.train()
         for i in range(0, len(yt), batch):
             j = perm[i:i + batch]
-            q = net(S[j], Tt[j], Mt[j])
+            q = net(*(x[j] for x in parts))
             r = yt[j, None] - q
             loss = torch.maximum(a * r, (a - 1) * r).mean()
             opt.zero_grad()
@@ -150,32 +192,40 @@ def train(X, y, T, M, *, epochs: int, seed: int, batch: int = 512, lr: float = 2
             opt.step()
             sched.step()
             total += loss.item() * len(j)
-        log(f"epoch {ep + 1}/{epochs}: pinball {total / len(yt):.4f} ({time.time() - t0:.0f} s)")
+        log(f"epoch {ep + 1}/{epochs}: pinball {total / len(yt):.4f} ({time.time() - t0:.0f} s)", flush=True)
     net.eval()
-    return net, std
+    return net, inputs
 
 
 class TransformerForecaster:
     """The trained network behind the shipped forecaster's ``forecast`` call (so the pruner can
     replay with it)."""
 
-    def __init__(self, net, std: Standardise) -> None:
-        self.net, self.std = net, std
+    def __init__(self, net, inputs: Inputs) -> None:
+        self.net, self.inputs = net, inputs
 
-    def predict_z(self, X: np.ndarray, T: np.ndarray, M: np.ndarray) -> np.ndarray:
+    def predict_z(self, X: np.ndarray, prefixes: list) -> np.ndarray:
         import torch
 
+        out = []
         with torch.no_grad():
-            out = []
             for i in range(0, len(X), 4096):
-                out.append(self.net(torch.from_numpy(self.std(X[i:i + 4096])), torch.from_numpy(T[i:i + 4096]),
-                                    torch.from_numpy(M[i:i + 4096])).numpy().astype(float))
+                parts = self.inputs(X[i:i + 4096], prefixes[i:i + 4096])
+                out.append(self.net(*(torch.from_numpy(a) for a in parts)).numpy().astype(float))
         return np.concatenate(out) if out else np.zeros((0, len(QUANTILES)))
 
     def forecast(self, own: np.ndarray, budget: int, frame, epoch=None) -> Forecast:
         row, best, span = features(own, budget, frame, epoch)
-        tok, mask = tokens(to_z(own, best, span), budget)
-        return Forecast(self.predict_z(row[None, :], tok[None], mask[None])[0], best, span)
+        return Forecast(self.predict_z(row[None, :], [(to_z(own, best, span), budget)])[0], best, span)
+
+
+def export(net, inputs: Inputs, seed: int) -> SequenceForecaster:
+    """The trained monotone network as the numpy :class:`SequenceForecaster`."""
+    meta = {"features": list(NAMES), "value": list(VALUE), "t_max": 16, "quantiles": list(QUANTILES),
+            "layers": len(net.enc.layers), "heads": net.enc.layers[0].self_attn.num_heads, "seed": seed,
+            "ctx_mean": inputs.ctx.mean, "ctx_std": inputs.ctx.std, "val_mean": inputs.val.mean, "val_std": inputs.val.std}
+    weights = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    return SequenceForecaster(weights, meta)
 
 
 def pinball(q: np.ndarray, y: np.ndarray) -> float:
@@ -193,11 +243,11 @@ def scores(p: np.ndarray, hit: np.ndarray) -> dict:
             "losers_below_0.01": float(np.mean(p[hit == 0] < 0.01)) if (hit == 0).any() else math.nan}
 
 
-def synthetic(models: dict, X, y, T, M) -> dict:
+def synthetic(models: dict, X, y, prefixes) -> dict:
     out = {}
     hit = (y < 0).astype(float)
     for name, m in models.items():
-        q = m.predict_z(X) if name == "xgboost" else m.predict_z(X, T, M)
+        q = m.predict_z(X) if name == "xgboost" else m.predict_z(X, prefixes)
         p = np.array([p_below(r) for r in q])
         out[name] = {"coverage": {f"{a:g}": float(np.mean(y <= q[:, i])) for i, a in enumerate(QUANTILES)},
                      "pinball": pinball(q, y), **scores(p, hit)}
@@ -293,6 +343,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--real-seeds", type=int, default=3)
+    ap.add_argument("--monotone", action="store_true", help="the variant monotone in the trial's value by construction")
+    ap.add_argument("--save", metavar="PATH", help="(with --monotone) write the numpy model there (.npz)")
     ap.add_argument("--replay-seeds", type=int, default=0, help="0: no replay")
     ap.add_argument("--risks", type=float, nargs="+", default=[0.002, 0.005, 0.01, 0.02],
                     help="risks tried for the transformer on the tuning half")
@@ -302,22 +354,31 @@ def main() -> None:
     torch.set_num_threads(args.jobs)
     t0 = time.time()
     base = args.seed * 1_000_000
-    X, y, T, M = rows(range(base, base + args.studies), args.trials, args.jobs)
-    Xh, yh, Th, Mh = rows(range(base + args.studies, base + args.studies + args.holdout), args.trials, args.jobs)
+    X, y, pre = rows(range(base, base + args.studies), args.trials, args.jobs)
+    Xh, yh, preh = rows(range(base + args.studies, base + args.studies + args.holdout), args.trials, args.jobs)
     t_rows = time.time() - t0
     print(f"{len(y)} training rows, {len(yh)} held-out rows ({t_rows:.0f} s)", flush=True)
-    net, std = train(X, y, T, M, epochs=args.epochs, seed=args.seed)
+    net, inputs = train(X, y, pre, monotone=args.monotone, epochs=args.epochs, seed=args.seed)
     t_train = time.time() - t0 - t_rows
     torch.set_num_threads(1)
-    models = {"xgboost": load_forecaster(), "transformer": TransformerForecaster(net, std)}
+    seq = TransformerForecaster(net, inputs)
+    if args.monotone:  # measured as shipped: the numpy inference, checked against torch's
+        seq = export(net, inputs, args.seed)
+        gap = float(np.abs(seq.predict_z(Xh[:2000], preh[:2000]) - TransformerForecaster(net, inputs).predict_z(Xh[:2000], preh[:2000])).max())
+        print(f"numpy vs torch: largest quantile difference {gap:.2e}", flush=True)
+        if gap > 1e-3:
+            raise SystemExit(f"the numpy network differs from torch's by {gap}")
+        if args.save:
+            seq.save(args.save)
+    models = {"xgboost": load_forecaster(), "transformer": seq}
     n_params = sum(p.numel() for p in net.parameters())
     doc: dict = {"command": f"python benchmarks/forecast_transformer.py --studies {args.studies} --holdout {args.holdout} "
                             f"--trials {args.trials} --epochs {args.epochs} --seed {args.seed} --real-seeds {args.real_seeds} "
-                            f"--replay-seeds {args.replay_seeds}",
+                            f"--replay-seeds {args.replay_seeds}" + (" --monotone" if args.monotone else ""),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}",
                  "rows_train": int(len(y)), "rows_holdout": int(len(yh)), "seconds_rows": round(t_rows, 1),
                  "seconds_train": round(t_train, 1), "transformer_parameters": int(n_params)}
-    doc["synthetic"] = synthetic(models, Xh, yh, Th, Mh)
+    doc["synthetic"] = synthetic(models, Xh, yh, preh)
     print(json.dumps(doc["synthetic"], indent=1), flush=True)
     doc["latency"] = latency(models)
     print(json.dumps(doc["latency"]), flush=True)
@@ -348,19 +409,25 @@ def main() -> None:
             print(g, json.dumps(doc["replay"][g]), flush=True)
     doc["wall_s"] = round(time.time() - t0, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "forecast_transformer.json").write_text(json.dumps(doc, indent=1))
-    (RESULTS / "forecast_transformer.md").write_text(report(doc))
+    doc["monotone"] = args.monotone
+    name = "forecast_transformer_monotone" if args.monotone else "forecast_transformer"
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1))
+    (RESULTS / f"{name}.md").write_text(report(doc))
     print(report(doc))
 
 
 def report(doc: dict) -> str:
     syn = doc["synthetic"]
-    lines = ["# A small transformer forecaster against the shipped gradient-boosted one", "",
+    title = "A small transformer forecaster" + (", monotone in the trial's value," if doc.get("monotone") else "")
+    lines = [f"# {title} against the shipped gradient-boosted one", "",
              f"Command: `{doc['command']}`  ",
              f"Machine: {doc['machine']}; rows {doc['seconds_rows']:.0f} s, transformer training {doc['seconds_train']:.0f} s, "
              f"{doc['wall_s']:.0f} s in all. Transformer: 2 layers, width 64, 4 heads, {doc['transformer_parameters']} "
              f"parameters. Both read {doc['rows_train']} rows of the same synthetic studies (the boosted model is the "
-             "shipped one, trained on them by `train_forecaster.py`).", "",
+             "shipped one, trained on them by `train_forecaster.py`)."
+             + (" Monotone variant: the transformer reads what the current value does not move (the other features, "
+                "the prefix before the current epoch); the features it moves enter every quantile through non-negative "
+                "weights and increasing activations (`MonotoneForecaster`)." if doc.get("monotone") else ""), "",
              f"## Held-out synthetic studies ({doc['rows_holdout']} rows)", "",
              "| model | pinball loss | coverage 0.05 | 0.1 | 0.5 | 0.9 | Brier P(beat) | log loss |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in syn.items():
