@@ -82,25 +82,30 @@ class SequenceForecaster:
         if tuple(meta["features"]) != NAMES or tuple(meta["value"]) != VALUE or int(meta["t_max"]) != T_MAX:
             raise ValueError(f"the sequence model reads features {meta['features']} (value-moved {meta['value']}, "
                              f"{meta['t_max']} tokens), but this version computes {list(NAMES)} ({list(VALUE)}, {T_MAX}).")
-        self.w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self.meta = meta
         self.layers = int(meta["layers"])
         self.heads = int(meta["heads"])
         self.levels = tuple(meta["quantiles"])
-        self._pos = {k: _softplus(self.w[k]) for k in ("m1", "m2")}
+        self.plain = meta.get("head", "monotone") == "plain"
+        self._pos = {} if self.plain else {k: _softplus(self.w[k]) for k in ("m1", "m2")}
 
     # ------------------------------------------------------------------ inputs
     def inputs(self, X: np.ndarray, prefixes: Sequence[tuple[np.ndarray, int]]) -> tuple[np.ndarray, ...]:
-        """``(study, value, tokens, mask)`` for feature rows ``X`` and their ``(prefix z, budget)``."""
+        """``(study, value, tokens, mask)`` for feature rows ``X`` and their ``(prefix z, budget)``
+        (the plain head reads every feature as the study token and the whole prefix; ``value`` unused)."""
+        toks = [tokens(np.asarray(z) if self.plain else np.asarray(z)[:-1], b) for z, b in prefixes]
+        return (*self.scaled(X), np.stack([t for t, _ in toks]), np.stack([k for _, k in toks]))
+
+    def scaled(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(study, value)`` inputs of feature rows ``X``."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         m = self.meta
-        C = X[:, C_IDX]
+        C = X if self.plain else X[:, C_IDX]
         miss = np.isnan(C)
         ctx = (np.concatenate([np.where(miss, 0.0, C), miss], axis=1) - m["ctx_mean"]) / m["ctx_std"]
-        val = (X[:, V_IDX] - m["val_mean"]) / m["val_std"]
-        toks = [tokens(np.asarray(z)[:-1], b) for z, b in prefixes]
-        return (np.where(np.isnan(ctx), 0.0, ctx), np.where(np.isnan(val), 0.0, val),
-                np.stack([t for t, _ in toks]).astype(float), np.stack([k for _, k in toks]))
+        val = np.zeros((len(X), 0)) if self.plain else (X[:, V_IDX] - m["val_mean"]) / m["val_std"]
+        return np.where(np.isnan(ctx), 0.0, ctx).astype(np.float32), np.where(np.isnan(val), 0.0, val).astype(np.float32)
 
     # ------------------------------------------------------------------ network
     def _attend(self, x: np.ndarray, keep: np.ndarray, i: int, last: bool) -> np.ndarray:
@@ -136,6 +141,9 @@ class SequenceForecaster:
         for i in range(self.layers):
             x = self._attend(x, keep, i, last=i == self.layers - 1)
         c = _norm(x[:, 0], w["norm.weight"], w["norm.bias"])
+        if self.plain:
+            o = c @ w["head.weight"].T + w["head.bias"]
+            return np.concatenate([o[:, :1], o[:, :1] + np.cumsum(_softplus(o[:, 1:]), axis=1)], axis=1)
         m = np.tanh(np.tanh(value @ self._pos["m1"] + w["b1"]) @ self._pos["m2"] + w["b2"])
         mix = _softplus(c @ w["w.weight"].T + w["w.bias"]).reshape(len(c), len(self.levels), -1)
         o = c @ w["a.weight"].T + w["a.bias"] + (mix * m[:, None, :]).sum(-1)
@@ -146,13 +154,34 @@ class SequenceForecaster:
         """Sorted z quantiles, one row per feature row and its ``(prefix z, budget)``."""
         if len(prefixes) != len(np.atleast_2d(X)):
             raise ValueError(f"{len(np.atleast_2d(X))} feature rows but {len(prefixes)} prefixes.")
-        return self.network(*self.inputs(X, prefixes))
+        return self.network(*self.inputs(X, prefixes)).astype(float)
 
     def forecast(self, own: np.ndarray, budget: int, frame: StudyFrame, epoch: Optional[int] = None):
         from automl.forecast.model import Forecast
 
         row, best, span = features(own, budget, frame, epoch)
         return Forecast(self.predict_z(row[None, :], [(to_z(own, best, span), budget)])[0], best, span)
+
+    def enveloped(self, own: np.ndarray, budget: int, frame: StudyFrame, epoch: Optional[int] = None):
+        """The forecast made monotone in the trial's current value after the fact (for a head
+        that is not monotone by construction): the network is read with the current value set to
+        each point of :data:`GRID` (z units; everything else as it is), and P(final < x) at value v
+        is the largest of its linear interpolation between grid points over all values from v on
+        (:class:`Envelope`): it never rises as v worsens. At the first epoch (where the value also
+        sets the study's scale) the plain forecast."""
+        if len(own) < 2:
+            return self.forecast(own, budget, frame, epoch)
+        row, best, span = features(own, budget, frame, epoch)
+        z = to_z(own, best, span)
+        z_now = min(max(float(z[-1]), GRID[0]), GRID[-1])
+        grid = GRID[int(np.searchsorted(GRID, z_now, side="right")) - 1:]  # the envelope reads no better value
+        rows = np.vstack([row[None, :], value_rows(row, z, frame, best, span, grid)])
+        tok, mask = tokens(z, budget)  # the prefix's tokens; each grid row's last one reads the grid value
+        T = np.repeat(tok[None], len(rows), axis=0)
+        T[1:, int(mask.sum()) - 1, 0] = np.clip(grid, -Z_CLIP, Z_CLIP)
+        # one batch: the trial as it is, then each grid value
+        q = self.network(*self.scaled(rows), T, np.repeat(mask[None], len(rows), axis=0)).astype(float)
+        return Envelope(q[1:], grid, z_now, best, span, q[0])
 
     # ------------------------------------------------------------------ file
     def save(self, path: Path | str) -> None:
@@ -167,5 +196,65 @@ class SequenceForecaster:
             meta = json.loads(str(z["__meta__"]))
             weights = {k: z[k] for k in z.files if k != "__meta__"}
         for k in ("ctx_mean", "ctx_std", "val_mean", "val_std"):
-            meta[k] = np.asarray(meta[k], dtype=float)
+            if k in meta:
+                meta[k] = np.asarray(meta[k], dtype=float)
         return cls(weights, meta)
+
+
+#: Current values (z units) at which :meth:`SequenceForecaster.enveloped` reads the network:
+#: every 0.1 from -1 to 2 (where a trial's chance of beating the best moves), coarser beyond.
+GRID = np.round(np.r_[-4.0, -3.0, -2.0, -1.5, np.linspace(-1.0, 2.0, 31), 2.5, 3.0, 4.0], 6)
+
+
+def value_rows(row: np.ndarray, z: np.ndarray, frame: StudyFrame, best: float, span: float,
+               values: np.ndarray) -> np.ndarray:
+    """``row`` (the features of a prefix whose z values are ``z``, at least 2 epochs) with the
+    current value set to each of ``values`` (z units): the columns it moves recomputed as
+    :func:`automl.forecast.features.features` computes them, the others as they are."""
+    e = len(z)
+    out = np.repeat(row[None, :], len(values), axis=0)
+    col = {n: NAMES.index(n) for n in VALUE}
+    v = np.asarray(values, dtype=float)
+    out[:, col["z_now"]] = v
+    out[:, col["z_best_so_far"]] = np.minimum(z[:-1].min(), v)
+    out[:, col["slope_last"]] = v - z[-2]
+    out[:, col["slope_3"]] = (v - z[max(0, e - 4)]) / max(1, min(3, e - 1))
+    ez, pz = to_z(frame.at_epoch, best, span), to_z(frame.at_progress, best, span)
+    others = frame.others_at_epoch[np.isfinite(frame.others_at_epoch)]
+    for name, ref in (("rank_epoch_finished", ez[np.isfinite(frame.at_epoch)]), ("rank_epoch_all", to_z(others, best, span)),
+                      ("rank_progress_finished", pz[np.isfinite(frame.at_progress)])):
+        if len(ref):
+            out[:, col[name]] = (ref[None, :] < v[:, None]).mean(axis=1)
+    return out
+
+
+class Envelope:
+    """A forecast whose P(final < x) is monotone in the trial's current value: the network's
+    quantiles ``q_grid`` at the values ``grid`` (the points of :data:`GRID` from the one at or below
+    the trial's value ``z_now`` on), P linear between them, and at ``z_now`` the largest P over all
+    values from it on. The shown quantiles are the network's at the trial's own value (``q_own``)."""
+
+    def __init__(self, q_grid: np.ndarray, grid: np.ndarray, z_now: float, best: float, span: float,
+                 q_own: np.ndarray) -> None:
+        from automl.forecast.model import QUANTILES
+
+        self.q_grid, self.grid, self.z_now, self.best, self.span = q_grid, grid, z_now, best, span
+        self.z_quantiles = q_own
+        self.quantiles = best + span * q_own
+        self._levels = QUANTILES
+        self.p_beat = self._p(0.0)
+
+    def _p(self, x: float) -> float:
+        from automl.forecast.model import p_below
+
+        p = np.array([p_below(q, x=x) for q in self.q_grid])
+        if len(p) == 1:
+            return float(p[0])
+        t = (self.z_now - self.grid[0]) / (self.grid[1] - self.grid[0])
+        return float(max((1 - t) * p[0] + t * p[1], p[1:].max()))
+
+    def p_below(self, value: float) -> float:
+        return self._p((value - self.best) / self.span)
+
+    def quantile(self, level: float) -> float:
+        return float(np.interp(level, self._levels, self.quantiles))
