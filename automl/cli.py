@@ -429,8 +429,10 @@ def bench() -> None:
 @bench.command("replay")
 @click.argument("banks", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--pruners", default=",".join(("none", "median", "percentile25", "asha", "hyperband", "patient", "signal",
-                                             "ray-asha", "ray-median", "signal-ray", "topk1", "oracle")),
-              show_default=True, help="Comma-separated pruner names.")
+                                             "forecast", "ray-asha", "ray-median", "signal-ray", "topk1", "oracle")),
+              show_default=True, help="Comma-separated pruner names: Optuna's (none, median, percentile25, asha, hyperband, "
+              "patient), ours on Optuna (signal: the default checks; forecast: Policy(rule='forecast')), Ray Tune's "
+              "schedulers (ray-asha, ray-median) and ours on Ray (signal-ray, forecast-ray), and the bounds topk1 and oracle.")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--trials", type=click.IntRange(min=1), default=200, show_default=True, help="Runs drawn per task and seed.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")

@@ -120,3 +120,19 @@ def test_bench_replay_cli_on_a_bank(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "automl.cli", "bench", "replay", str(bank), "--pruners", "magic"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown pruner(s) magic" in bad.stderr
+
+
+def test_bench_replay_help_names_every_pruner_and_defaults_to_known_ones():
+    """The CLI keeps its own list (its --help imports no replay code): it must not drift from
+    PRUNERS, and the new pruner is replayed by default."""
+    from click.testing import CliRunner
+
+    from automl.cli import cli
+
+    res = CliRunner().invoke(cli, ["bench", "replay", "--help"], terminal_width=1000)
+    assert res.exit_code == 0, res.output
+    opt = next(p for p in cli.commands["bench"].commands["replay"].params if p.name == "pruners")
+    default = opt.default.split(",")
+    assert set(default) <= set(PRUNERS) and "forecast" in default and "signal" in default
+    for name in PRUNERS:
+        assert name in opt.help, f"--pruners help does not name {name!r}"
