@@ -27,6 +27,7 @@ import functools
 import gzip
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -43,7 +44,7 @@ MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
 WHOLE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis_whole.json.gz"
 __all__ = ["Diagnosis", "diagnose", "DiagnosisModel", "load_model", "load_whole_model", "validate_curves", "run_from_bank",
            "run_from_records", "MODEL_PATH", "WHOLE_MODEL_PATH", "GROUPS", "VIEWS", "WHOLE_VIEWS", "view_of", "restrict",
-           "view_labels", "rule_onsets", "onsets"]
+           "view_labels", "rule_onsets", "onsets", "first_nonfinite_loss", "NONFINITE_SEEN"]
 
 #: Optional inputs, in groups that a model view reads all or none of.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -275,6 +276,57 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 # ----------------------------------------------------------------------------------- input checks
+#: The most classes a task may state (a chance level below one in a million says nothing more).
+MAX_CLASSES = 10**6
+
+
+def _check_classes(n: Optional[int]) -> Optional[int]:
+    if n is not None and n > MAX_CLASSES:
+        shown = str(n) if n < 10**20 else f"an integer of {len(str(n))} digits"
+        raise ValueError(f"n_classes: {shown}; expected at most {MAX_CLASSES} classes.")
+    return n
+
+
+def _number(where: str, x: Any) -> float:
+    """``x`` as a float (``null`` as ``nan``), or a ``ValueError`` that names ``where``: a value
+    must be a real number (numpy's included, not a bool) within float32's range, or non-finite."""
+    if x is None:
+        return math.nan
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise ValueError(f"{where}: {x!r:.40} is not a number (null marks a non-finite value).")
+    try:
+        value = float(x)
+    except OverflowError:  # an integer with hundreds of digits
+        value = math.inf
+    if (math.isfinite(value) or isinstance(x, numbers.Integral)) and not abs(value) <= FLOAT32_MAX:
+        shown = f"an integer of {len(str(abs(int(x))))} digits" if isinstance(x, numbers.Integral) else f"{value:.3g}"
+        raise ValueError(f"{where}: {shown} is beyond float32's range (±3.4e38), which no float32 training reports; "
+                         "use null for a non-finite value.")
+    return value
+
+
+def _check_record_values(i: int, r: Mapping[str, Any]) -> None:
+    """Every number of record ``i`` (its curves, flat layer statistics and ``layers``)."""
+    for key, x in r.items():
+        if key in CURVE_KEYS or key in ("test_acc", "weight_norm") or key in GROUPS["grad"]:
+            _number(f"record {i} (epoch {i + 1}), key {key!r}", x)
+    if "n_layers" in r:
+        check_positive_int(f"record {i} n_layers", r["n_layers"], minimum=1)
+    layers = r.get("layers")
+    if layers is None:
+        return
+    if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Sequence):
+        raise ValueError(f"record {i} (epoch {i + 1}), key 'layers': expected a list of per-layer objects, "
+                         f"got {type(layers).__name__}.")
+    for j, layer in enumerate(layers):
+        if not isinstance(layer, Mapping):
+            raise ValueError(f"record {i} (epoch {i + 1}), layers[{j}]: expected an object with grad_norm, "
+                             f"zero_grad_frac, weight_norm, got {type(layer).__name__} {layer!r:.40}.")
+        for key in ("grad_norm", "zero_grad_frac", "weight_norm"):
+            if key in layer:
+                _number(f"record {i} (epoch {i + 1}), layers[{j}].{key}", layer[key])
+
+
 def _record_keys() -> frozenset[str]:
     """The keys an epoch record may carry: ``EpochRecord``'s fields (as ``compact()`` writes them)
     and the flat layer statistics of ``automl.records.tune_metrics``."""
@@ -307,6 +359,7 @@ def validate_records(records: Sequence[Any]) -> list[Any]:
             if unknown:
                 raise ValueError(f"record {i} has unknown key(s) {unknown}; an epoch record has {', '.join(CURVE_KEYS)} and "
                                  f"optionally {', '.join(sorted(allowed - set(CURVE_KEYS)))}.")
+            _check_record_values(i, r)
     dicts = [r if isinstance(r, Mapping) else r.compact() for r in records]
     absent = [key for key in CURVE_KEYS if not any(key in r for r in dicts)]
     if absent:
@@ -336,25 +389,11 @@ def validate_curves(curves: Any) -> dict[str, Any]:
         if key not in curves:
             raise ValueError(f"missing field {key!r}: {list(CURVE_KEYS)} are required.")
         v = curves[key]
+        if isinstance(v, np.ndarray) and v.ndim == 1:
+            v = v.tolist()
         if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
             raise ValueError(f"field {key!r} must be a list of numbers (one per epoch), but got {type(v).__name__}.")
-        vals = []
-        for i, x in enumerate(v):
-            if x is None:
-                vals.append(math.nan)
-            elif isinstance(x, bool) or not isinstance(x, (int, float)):
-                raise ValueError(f"field {key!r}, epoch {i + 1}: {x!r} is not a number (null marks a non-finite value).")
-            else:
-                try:
-                    value = float(x)
-                except OverflowError:  # an integer with hundreds of digits
-                    value = math.inf
-                if math.isfinite(value) or isinstance(x, int):
-                    if not abs(value) <= FLOAT32_MAX:
-                        shown = f"{x:.3g}" if isinstance(x, float) else f"an integer of {len(str(abs(x)))} digits"
-                        raise ValueError(f"field {key!r}, epoch {i + 1}: {shown} is beyond float32's range (±3.4e38), which no "
-                                         "float32 training reports; use null for a non-finite value.")
-                vals.append(value)
+        vals = [_number(f"field {key!r}, epoch {i + 1}", x) for i, x in enumerate(v)]
         if length is None:
             length = len(vals)
         elif len(vals) != length:
@@ -365,6 +404,10 @@ def validate_curves(curves: Any) -> dict[str, Any]:
     for key in ("n_layers", "n_classes"):
         if key in curves:
             out[key] = check_positive_int(key, curves[key], minimum=1 if key == "n_layers" else 2)
+    _check_classes(out.get("n_classes"))
+    for key in OPTIONAL_KEYS:  # an optional list with no value in it was not measured: as if not given
+        if key in out and not any(math.isfinite(x) or math.isinf(x) for x in out[key]):
+            del out[key]
     return out
 
 
@@ -382,7 +425,9 @@ def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
                                                    if run[key][i] is not None) or run["train_loss"][i] is None]
         if bad:
             return f"the loss is non-finite from epoch {bad[0]}"
-        return f"the loss reached {_f(x['loss_max_over_first'])}x its first value"
+        if math.isfinite(x["loss_max_over_first"]):
+            return f"the loss reached {_f(x['loss_max_over_first'])}x its first value"
+        return "the curves look like a diverged run"
     if label in ("exploding_gradient", "vanishing_gradient"):
         if math.isfinite(x["log_grad_ratio"]):
             return (f"the first layer's gradient norm is {_f(10 ** x['log_grad_ratio'])}x the last layer's "
@@ -408,12 +453,39 @@ def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
             if m < k - 1 and np.isfinite(vl[-1]) and vl[-1] > vl[m]:
                 return (f"val_loss rose from its lowest {_f(vl[m])} at epoch {m + 1} to {_f(vl[-1])} at epoch {k} while "
                         f"train_loss went from {_f(tl[m])} to {_f(tl[-1])}; {gap}")
-        return f"{gap}, val_loss lowest {int(round(x['since_val_loss_min'] * k))} epoch(s) ago"
+        if math.isfinite(x["since_val_loss_min"]):
+            return f"{gap}, val_loss lowest {int(round(x['since_val_loss_min'] * k))} epoch(s) ago"
+        return gap
     if label == "shift":
         if math.isfinite(x["val_test_gap_end"]):
             return f"val_acc {_f(float(va[-1]))} but test_acc {_f(float(va[-1]) - x['val_test_gap_end'])}"
         return "no test_acc was given, so this rests on the curves alone"
     return ""
+
+
+#: The ``nonfinite`` probability of a run whose loss held a non-finite value (``null``, NaN, inf)
+#: in the epochs read: at least this, whatever the model says of the rest of its curves.
+NONFINITE_SEEN = 0.99
+
+
+def first_nonfinite_loss(run: Mapping[str, Any], k: int) -> Optional[int]:
+    """The first epoch (1-based) among the first ``k`` at which ``train_loss`` or ``val_loss`` is
+    not finite, or ``None``. A loss with no finite value at all was not measured, and is not read.
+
+    Example:
+        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, None], "val_loss": [1.0, 0.6, 0.7]}, 3)
+        3
+        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, 0.4], "val_loss": [None, None, None]}, 3) is None
+        True
+    """
+    def finite(v: Any) -> bool:
+        return v is not None and math.isfinite(float(v))
+
+    keys = [key for key in ("train_loss", "val_loss") if any(finite(v) for v in run[key])]
+    for i in range(min(k, len(run["train_loss"]))):
+        if not all(finite(run[key][i]) for key in keys):
+            return i + 1
+    return None
 
 
 def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional[DiagnosisModel] = None,
@@ -445,7 +517,7 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
         raise ValueError("a run must be an object of per-epoch lists or a list of epoch records, not "
                          f"{type(records_or_curves).__name__} {records_or_curves!r:.40}.")
     if n_classes is not None:
-        run["n_classes"] = check_positive_int("n_classes", n_classes, minimum=2)
+        run["n_classes"] = _check_classes(check_positive_int("n_classes", n_classes, minimum=2))
     if scope is None:
         scope = "early" if k is not None or (model is not None and model.scope == "early") else "whole"
     if scope not in ("early", "whole"):
@@ -479,11 +551,16 @@ def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional
         seen = restrict(run, view)
         probs = model.predict(features(seen, k)[None, :], view)
     labels = {lab: round(float(probs[lab][0]), 4) for lab in view_labels(view)}
+    bad_at = first_nonfinite_loss(seen, k)
+    if bad_at is not None:  # a non-finite loss is the label's definition, whatever the model makes of the rest
+        labels["nonfinite"] = max(labels["nonfinite"], NONFINITE_SEEN)
     # The "any failure" head is calibrated on its own; no failure can be likelier than the absence
     # of the likeliest one, so healthy is capped by it (the heads never contradict each other).
     healthy = round(min(1.0 - float(probs["any"][0]), 1.0 - max(labels.values())), 4)
     present = sorted((lab for lab in labels if labels[lab] >= model.threshold), key=lambda lab: -labels[lab])
     found = onsets(seen, model, view, present) if scope == "whole" else {}
+    if scope == "whole" and bad_at is not None:
+        found = dict(sorted({**found, "nonfinite": min(found.get("nonfinite", bad_at), bad_at)}.items(), key=lambda kv: (kv[1], kv[0])))
     reasons = [f"{lab} (p={labels[lab]:.2f})" + (f" from epoch {found[lab]}" if lab in found else "")
                + f": {_evidence(lab, seen, k)}" for lab in present]
     if not present:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,60 @@ def test_the_long_corpus_injects_a_late_divergence_that_takes():
     jump = row.config["jump_at"]
     assert jump + 1 <= rule_onsets(run_from_bank(row))["nonfinite"] <= jump + 3
     assert not long.clear_overfit(_healthy()) and long.clear_overfit(OVERFIT)
+
+
+# ----------------------------------------------------------------------------- odd but valid runs
+def test_a_loss_that_turns_nan_after_healthy_epochs_is_nonfinite_from_that_epoch():
+    run = _healthy(12)
+    for key in ("train_loss", "val_loss"):
+        run[key] = run[key][:4] + [None] * 8
+    d = diagnose(run)
+    assert d.labels["nonfinite"] >= 0.99 and d.healthy <= 0.01
+    assert d.onsets["nonfinite"] == 5 and "non-finite from epoch 5" in d.reasons[0]
+    early = diagnose(run, k=6)
+    assert early.labels["nonfinite"] >= 0.99
+
+
+def test_a_list_with_no_value_was_not_measured():
+    """All-null test_acc is no test accuracy (not a shift); all-null val_loss is no validation
+    loss (not a divergence, and no crash in the overfit sentence)."""
+    d = diagnose({**_healthy(12), "test_acc": [None] * 12})
+    assert "shift" in d.unassessed and "shift" not in d.labels
+    d = diagnose({**_healthy(12), "val_loss": [None] * 12})
+    assert d.labels["nonfinite"] < 0.5 and d.reasons
+
+
+def test_a_loss_of_exactly_zero_is_not_read_as_non_finite():
+    run = {"train_loss": [0.5, 0.0, 0.0, 0.0, 0.0, 0.0], "val_loss": [0.6, 0.1, 0.05, 0.04, 0.04, 0.04],
+           "train_acc": [0.8, 1.0, 1.0, 1.0, 1.0, 1.0], "val_acc": [0.8, 0.97, 0.98, 0.98, 0.98, 0.98]}
+    d = diagnose(run)
+    assert d.labels["nonfinite"] < 0.5 and "nan" not in " ".join(d.reasons)
+
+
+@pytest.mark.parametrize("value, says", [
+    ([0.5], "record 1 (epoch 2), key 'val_loss': [0.5] is not a number"),
+    ("abc", "record 1 (epoch 2), key 'val_loss': 'abc' is not a number"),
+    (True, "record 1 (epoch 2), key 'val_loss': True is not a number"),
+    (10**400, "record 1 (epoch 2), key 'val_loss': an integer of 401 digits is beyond float32's range"),
+])
+def test_bad_values_in_epoch_records_are_named(value, says):
+    recs = [{"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5},
+            {"train_loss": 0.8, "val_loss": value, "train_acc": 0.6, "val_acc": 0.55}]
+    with pytest.raises(ValueError, match=re.escape(says)):
+        diagnose(recs)
+
+
+def test_bad_layers_and_class_counts_are_named():
+    recs = [{"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "layers": [1]}] * 2
+    with pytest.raises(ValueError, match=re.escape("record 0 (epoch 1), layers[0]: expected an object")):
+        diagnose(recs)
+    with pytest.raises(ValueError, match="n_classes: an integer of 401 digits; expected at most"):
+        diagnose({**_healthy(5), "n_classes": 10**400})
+    with pytest.raises(ValueError, match="n_classes: 10000000; expected at most"):
+        diagnose(_healthy(5), n_classes=10**7)
+
+
+def test_numpy_numbers_and_arrays_are_read_as_numbers():
+    run = {key: np.asarray(v, dtype=np.float32) for key, v in _healthy(10).items()}
+    as_list = {key: [np.float32(x) for x in v] for key, v in run.items()}
+    assert diagnose(run).labels == diagnose(as_list).labels

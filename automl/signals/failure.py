@@ -213,6 +213,14 @@ def _powerlaw_error(acc: np.ndarray, horizon: float) -> float:
     return float(np.clip(np.exp(icpt + slope * np.log(horizon)), 0.0, 1.0))
 
 
+#: A loss of exactly 0 (a perfect fit, or float32 underflow) reads as this in log units, not as non-finite.
+LOSS_FLOOR = 1e-12
+
+
+def _log10_loss(x: np.ndarray) -> np.ndarray:
+    return _log10(np.where(x == 0, LOSS_FLOOR, x))
+
+
 def _log10(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log10(x)
@@ -261,7 +269,7 @@ def features(run: Mapping[str, Any], k: Optional[int] = None) -> np.ndarray:
     k = n_all if k is None else min(int(k), n_all)
     tl, vl, ta, va = (_arr(run, key, k) for key in CURVE_KEYS)
     f: list[float] = [float(k)]
-    f += _shape(_log10(tl), False) + _shape(_log10(vl), False) + _shape(ta, True) + _shape(va, True)
+    f += _shape(_log10_loss(tl), False) + _shape(_log10_loss(vl), False) + _shape(ta, True) + _shape(va, True)
     ratios = []
     for loss in (tl, vl):
         ok = loss[np.isfinite(loss) & (loss > 0)]
@@ -360,7 +368,7 @@ def whole_features(run: Mapping[str, Any]) -> np.ndarray:
     else:
         f += [np.nan, np.nan]
     # the largest jump of the training loss above its best so far (log10), and when (share of the run)
-    lt = _log10(tl)
+    lt = _log10_loss(tl)
     jump, at = np.nan, np.nan
     if np.isfinite(lt).any():
         best = np.fmin.accumulate(np.where(np.isfinite(lt), lt, np.inf))
