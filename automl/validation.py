@@ -86,8 +86,9 @@ def check_metric(metric: Any, known: Iterable[str], *, name: str = "metric") -> 
 class BudgetReader:
     """Reads a trial's own budget (epochs) from ``budget``: the name of one of its hyperparameters
     (looked up in ``getattr(trial, params)`` if ``params`` is given, else in the trial itself, a
-    mapping), or a callable of the trial. A missing or non-positive budget reads as ``None`` (the
-    adapter then uses the study's ``max_epochs``); so does every trial with ``budget=None``.
+    mapping), or a callable of the trial. A missing, non-positive or non-integer budget, or one past
+    :data:`MAX_BUDGET`, reads as ``None`` (the adapter then uses the study's ``max_epochs``); so
+    does every trial with ``budget=None``.
     Picklable, so a scheduler holding one can be checkpointed.
 
     Example:
@@ -110,6 +111,10 @@ class BudgetReader:
         return _as_budget(source.get(self.budget) if hasattr(source, "get") else None)
 
 
+#: The largest budget (epochs) a trial may state; past it a budget reads as missing.
+MAX_BUDGET = 10**6
+
+
 def _as_budget(value: Any) -> Optional[int]:
     if isinstance(value, bool) or value is None:
         return None
@@ -117,4 +122,4 @@ def _as_budget(value: Any) -> Optional[int]:
         b = int(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    return b if b >= 1 and b == value else None
+    return b if 1 <= b <= MAX_BUDGET and b == value else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import pickle
 from collections.abc import Callable
 from typing import Any, Optional, Union
@@ -160,14 +161,33 @@ class SignalScheduler(FIFOScheduler):
         return TrialHistory(number, values, "COMPLETE", final if math.isfinite(final) else None, records=[],
                             budget=self._budget_of(_config(trial)))
 
+    def _read(self, result: dict, trial: Any) -> tuple[float, int]:
+        """The result's metric (``None``, NaN or inf: a diverged trial; an integer past float's range
+        reads as inf) and epoch, or a ``ValueError`` naming the key, the trial and the value."""
+        raw, step = result[self._metric], result[self._time_attr]
+        where = f"trial {getattr(trial, 'trial_id', trial)}: result[{{!r}}] = {{!r:.40}}"
+        if raw is None:
+            value = math.nan
+        elif isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+            raise ValueError(where.format(self._metric, raw) + " is not a number; report the metric as a float "
+                             "(NaN or None for a diverged trial).")
+        else:
+            try:
+                value = float(raw)
+            except OverflowError:
+                value = math.inf if raw > 0 else -math.inf
+        whole = isinstance(step, numbers.Integral) or (isinstance(step, numbers.Real) and math.isfinite(step) and float(step).is_integer())
+        if isinstance(step, bool) or not whole:
+            raise ValueError(where.format(self._time_attr, step) + " is not a whole epoch number; report "
+                             f"{self._time_attr!r} as an integer.")
+        return value, int(step)
+
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()
         if self._metric not in result or self._time_attr not in result:
             return TrialScheduler.CONTINUE
+        value, epoch = self._read(result, trial)
         hist = self._entry(trial)
-        raw = result[self._metric]
-        value = float("nan") if raw is None else float(raw)
-        epoch = int(result[self._time_attr])
         hist.values[epoch] = value  # type: ignore[index]
         others = [h for tid, h in self._trials.items() if tid != trial.trial_id]
         population = Population(others, direction=_MODES[self._mode], metric=self._metric, max_epochs=self._max_t)
@@ -197,8 +217,8 @@ class SignalScheduler(FIFOScheduler):
             if isinstance(last, dict):
                 last.update(verdict_attrs(verdict, verdict.evidence.get("epoch"), evidence=False))
             return
-        raw = result.get(self._metric) if result else None
-        final = None if raw is None or not math.isfinite(float(raw)) else float(raw)
+        value = self._read(result, trial)[0] if result and self._metric in result and self._time_attr in result else math.nan
+        final = value if math.isfinite(value) else None
         self._trials[trial.trial_id] = hist._replace(state="COMPLETE", final=final)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:

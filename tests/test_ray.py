@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -185,3 +186,30 @@ def test_a_restored_trial_without_result_files_counts_by_its_last_result():
     assert (h["b"].state, h["b"].final) == ("PRUNED", None)
     assert (h["c"].state, h["c"].final) == ("FAIL", None)
     assert (h["d"].state, dict(h["d"].values)) == ("RUNNING", {})  # nothing to read: as a new trial
+
+
+def test_bad_results_are_named_and_an_overflowing_metric_reads_as_diverged():
+    """Ray passes results through as reported: a metric that is not a number, or an epoch that is
+    not a whole number, is refused naming the key, the trial and the value; an integer past float's
+    range is a diverged trial. Steps counted from 0 are read as one epoch on (no crash)."""
+    from ray.tune.experiment import Trial
+
+    from automl.decision import Policy
+
+    s = SignalScheduler(Policy(rule="forecast"), metric="val_loss", mode="min", time_attr="epoch", max_t=10)
+    for i in range(3):
+        tr = Trial("x", trial_id=f"t{i}", stub=True)
+        s.on_trial_add(None, tr)
+        for e in range(10):
+            s.on_trial_result(None, tr, {"val_loss": 1.0 + i + 1 / (e + 1), "epoch": e})
+        s.on_trial_complete(None, tr, {"val_loss": 1.1 + i, "epoch": 9})
+    tr = Trial("x", trial_id="t9", stub=True)
+    s.on_trial_add(None, tr)
+    assert s.on_trial_result(None, tr, {"val_loss": 1.5, "epoch": 0}) in ("CONTINUE", "STOP")
+    for bad, says in (({"val_loss": "abc", "epoch": 1}, "trial t9: result['val_loss'] = 'abc' is not a number"),
+                      ({"val_loss": [1.0], "epoch": 1}, "result['val_loss'] = [1.0] is not a number"),
+                      ({"val_loss": 1.0, "epoch": None}, "result['epoch'] = None is not a whole epoch number"),
+                      ({"val_loss": 1.0, "epoch": 2.5}, "result['epoch'] = 2.5 is not a whole epoch number")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            s.on_trial_result(None, tr, bad)
+    assert s.on_trial_result(None, tr, {"val_loss": 10**400, "epoch": 1}) == "STOP"

@@ -182,8 +182,12 @@ def final_noise(trials: Sequence[TrialHistory], me: int, last: int = 6, most: in
     arr = arr[np.isfinite(arr).all(axis=1)][:most]
     if not len(arr):
         return 0.0
-    d = arr[:, 1:] - arr[:, :-1]
-    d -= d.mean(axis=1, keepdims=True)
-    spread = sorted(((d * d).mean(axis=1) ** 0.5).tolist())
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = arr[:, 1:] - arr[:, :-1]
+        d -= d.mean(axis=1, keepdims=True)
+        spread = ((d * d).mean(axis=1) ** 0.5)
+    spread = sorted(spread[np.isfinite(spread)].tolist())  # a tail past float range says nothing of noise
     n = len(spread)
+    if not n:
+        return 0.0
     return (spread[n // 2] + spread[(n - 1) // 2]) / 2.0 / math.sqrt(2.0)
