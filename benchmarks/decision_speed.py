@@ -66,13 +66,13 @@ def main() -> None:
     calibrated = _time(lambda: decide(me, pop, calibrated_policy))
 
     def cold() -> None:
-        forecast_check._CALIBRATIONS.clear()
+        forecast_check._RETRO.clear()
         decide(me, pop, calibrated_policy)
 
     calibrated_cold = _time(cold, repeat=300)
     amortized = {}
     for name, pol in (("forecast_calibration=15", calibrated_policy), ("default (off)", learned_policy)):
-        forecast_check._CALIBRATIONS.clear()
+        forecast_check._RETRO.clear()
         t = time.perf_counter()
         res = replay_task(runs, "forecast", seed=0, trials=200, policy=pol)
         amortized[name] = ((time.perf_counter() - t) * 1e6 / res.cost_epochs, res.cost_epochs)

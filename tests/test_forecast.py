@@ -72,6 +72,21 @@ def test_every_quantile_is_monotone_in_the_trials_value_across_studies():
         np.testing.assert_allclose(q_small, q, atol=1e-5)  # the numpy walk gives the same numbers
 
 
+def test_the_first_epochs_value_never_reads_likelier_to_win_when_worse():
+    """At epoch 1 the trial's value is also its first value, which once moved the study's scale
+    (the median first value): then a worse first value could read as likelier to win."""
+    model = load_forecaster()
+    values = np.linspace(0.3, 3.0, 91)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        frame = _frame(rng_seed=seed)
+        frame = StudyFrame(at_epoch=frame.at_epoch, at_progress=frame.at_progress, final=frame.final, budget=frame.budget,
+                           first=rng.uniform(0.8, 2.5, len(frame.final)), others_at_epoch=frame.others_at_epoch)
+        frame = StudyFrame(**{**frame.__dict__, "at_epoch": frame.first, "at_progress": frame.first, "others_at_epoch": frame.first})
+        ps = [model.forecast(np.array([v]), 20, frame, epoch=1).p_beat for v in values]
+        assert all(b <= a + 1e-12 for a, b in zip(ps, ps[1:])), (seed, ps)
+
+
 def test_the_model_file_round_trips(tmp_path):
     model = load_forecaster()
     path = tmp_path / "f.json.gz"
@@ -227,13 +242,13 @@ def test_the_study_calibration_cache_never_mixes_two_studies():
     b = [t._replace(final=u.final) for t, u in zip(b, a)]  # same finals as the first study
     expect = {}
     for name, trials in (("a", a), ("b", b)):
-        check._CALIBRATIONS.clear()
+        check._RETRO.clear()
         expect[name] = check.calibrate_on(trials, sign=1.0, step=5, budget=20)
     assert expect["a"] != expect["b"]
-    check._CALIBRATIONS.clear()
+    check._RETRO.clear()
     for name, trials in (("a", a), ("b", b), ("a", a), ("b", b)):
         assert check.calibrate_on(trials, sign=1.0, step=5, budget=20) == expect[name]
-    assert len(check._CALIBRATIONS) == 2
+    assert len(check._RETRO) == 2
 
 
 def test_the_recalibrated_probability_is_monotone_in_the_trials_value():
@@ -393,3 +408,68 @@ def test_the_default_rank_cut_reads_other_trials_at_the_same_share_of_their_budg
     assert (same_epoch.action, same_epoch.source) == ("prune", "rank") and "at epoch 10" in same_epoch.reason
     behind = decide(TrialHistory(99, {e: 1.0 - 0.02 * e for e in range(1, 11)}, budget=60), pop)
     assert (behind.action, behind.source) == ("prune", "rank") and "at 10/60 of their budgets" in behind.reason, behind.reason
+
+
+# ----------------------------------------------------------------------------- odd studies
+def _optuna_study(first_step: int, max_epochs=10, policy=FORECAST):
+    import optuna
+
+    from pruners import SignalPruner
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(pruner=SignalPruner(policy, max_epochs=max_epochs))
+    for i in range(4):
+        t = study.ask()
+        for e in range(10):
+            t.report(0.5 + 0.2 * i + 1.0 / (e + 1), first_step + e)
+        study.tell(t, 0.5 + 0.2 * i + 0.1)
+    return study
+
+
+def test_a_study_counting_steps_from_0_is_read_as_one_counting_from_1():
+    verdicts = []
+    for first in (0, 1):
+        study = _optuna_study(first)
+        t = study.ask()
+        for e in range(3):
+            t.report(2.0 + 0.1 * e, first + e)
+        verdicts.append(t.should_prune())  # steps from 0 once crashed the forecaster (log of epoch 0)
+    assert verdicts[0] == verdicts[1]
+    pop = [TrialHistory(i, {e: 0.5 + 0.2 * i + 1.0 / (e + 1) for e in range(10)}, "COMPLETE", 0.6 + 0.2 * i) for i in range(4)]
+    one = [TrialHistory(t.number, {e + 1: v for e, v in t.values.items()}, t.state, t.final) for t in pop]
+    me0, me1 = TrialHistory(9, {0: 2.0, 1: 2.1, 2: 2.2}), TrialHistory(9, {1: 2.0, 2: 2.1, 3: 2.2})
+    a = decide(me0, Population(pop, "minimize", "val_loss", max_epochs=9), FORECAST)
+    b = decide(me1, Population(one, "minimize", "val_loss", max_epochs=10), FORECAST)
+    assert a.action == b.action and a.evidence["p_beat_best"] == b.evidence["p_beat_best"]
+
+
+def test_a_trial_at_the_longest_finished_trials_length_is_not_pruned_when_no_budget_was_given():
+    pop = [TrialHistory(i, {e: 0.2 + 0.1 * i + 1.0 / e for e in range(1, 11)}, "COMPLETE", 0.3 + 0.1 * i) for i in range(5)]
+    me = TrialHistory(9, {**{e: 0.25 + 1.0 / e for e in range(1, 10)}, 10: 5.0})
+    v = decide(me, Population(pop, "minimize", "val_loss"), FORECAST.model_copy(update={"protect_top": 0.0}))
+    assert v.action == "continue" and v.source == "budget" and "no budget was given" in v.reason
+
+
+def test_the_forecast_shown_lies_inside_its_band():
+    pop = [TrialHistory(i, {e: a + 1.0 / e for e in range(1, 11)}, "COMPLETE", a + 0.1) for i, a in enumerate([0.1, 0.3, 0.5, 0.7])]
+    for v in np.linspace(0.5, 3.0, 26):
+        got = decide(TrialHistory(9, {1: 1.5, 2: float(v)}), Population(pop, "minimize", "val_loss", 10), FORECAST)
+        if got.source == "forecast":
+            e = got.evidence
+            assert e["final_q10"] <= e["predicted_final"] <= e["final_q90"], (v, got.reason)
+
+
+def test_an_absurd_reading_in_finished_trials_does_not_switch_the_tie_off():
+    from automl.decision.checks import final_noise
+
+    clean = [TrialHistory(i, {e: 0.1 * i + 1.0 / e for e in range(1, 11)}, "COMPLETE", 0.1 * i + 0.1) for i in range(6)]
+    noisy = [t._replace(values={**t.values, 7: 1e200}) if t.number % 2 else t for t in clean]
+    assert math.isfinite(final_noise(noisy, me=99)) and final_noise(noisy, me=99) <= 10 * final_noise(clean, me=99) + 1e-9
+
+
+def test_a_budget_past_any_training_reads_as_missing():
+    from automl.validation import MAX_BUDGET, BudgetReader
+
+    read = BudgetReader("epochs")
+    assert read({"epochs": MAX_BUDGET}) == MAX_BUDGET
+    assert read({"epochs": 10**400}) is None and read({"epochs": MAX_BUDGET + 1}) is None

@@ -20,7 +20,7 @@ from automl.decision.text import fmt
 from automl.decision.verdict import FINISHED, TrialHistory, Verdict
 from automl.forecast.model import shift
 
-__all__ = ["forecast", "waiting", "own_budget", "predict", "study_calibration", "calibrate_on", "finished_chances"]
+__all__ = ["forecast", "waiting", "own_budget", "predict", "counted_from_one", "study_calibration", "calibrate_on", "spread_on", "finished_chances"]
 
 
 def own_budget(ctx: Context, finished_budgets) -> int:
@@ -100,8 +100,35 @@ def calibrate_on(finished: Sequence[TrialHistory], *, sign: float, step: int, bu
     (:func:`automl.forecast.model.study_offset`). Where the model gives these trials more chances
     than that one winner leaves (the study's curves order early), P falls; where the winner got
     less than its share, P rises."""
-    if k < 3 or len(finished) < 3:
+    from automl.forecast.model import study_offset
+
+    got = _retro(finished, sign=sign, step=step, budget=budget, k=k)
+    if got is None:
         return 0.0, 0
+    p, won, _, _ = got
+    return study_offset(p, won), len(p)
+
+
+def spread_on(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int, k: int = 15) -> tuple[float, int]:
+    """``(s, n)``: how much narrower than the model's this study's outcomes are at a trial's
+    ``step`` of ``budget`` (:func:`automl.forecast.model.study_spread`), from the latest ``k`` of
+    ``finished``, each forecast as it stood at the same share of its own budget against the
+    others (as :func:`calibrate_on` reads them), and how many it read (1.0 and 0 where fewer than
+    3 could be read)."""
+    from automl.forecast.model import study_spread
+
+    got = _retro(finished, sign=sign, step=step, budget=budget, k=k)
+    if got is None:
+        return 1.0, 0
+    _, _, zq, zf = got
+    return study_spread(zq, zf), len(zf)
+
+
+def _retro(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int, k: int):
+    """The latest ``k`` finished trials read as if running (:func:`_chances`), cached; ``None``
+    where fewer than 3 could be read."""
+    if k < 3 or len(finished) < 3:
+        return None
     trials = sorted(finished, key=lambda t: t.number)[-k:]
     budgets = [int(t.budget or next(reversed(t.values))) for t in trials]
     steps = _steps(budgets, step, budget)
@@ -110,27 +137,21 @@ def calibrate_on(finished: Sequence[TrialHistory], *, sign: float, step: int, bu
     # and a hash of all their values, so two studies in one process do not share an entry.
     key = (sign, steps, tuple((t.number, b, t.final) for t, b in zip(trials, budgets)),
            hash(tuple(tuple(t.values.items()) for t in trials)))
-    got = _CALIBRATIONS.get(key)
+    got = _RETRO.get(key)
     if got is None:
-        got = _calibrate(trials, budgets, steps, sign)
+        got = _chances(trials, budgets, steps, sign, full=True)
+        got = got if len(got[0]) >= 3 else None
         with _LOCK:
-            while len(_CALIBRATIONS) >= _CACHE_SIZE:
-                del _CALIBRATIONS[next(iter(_CALIBRATIONS))]
-            _CALIBRATIONS[key] = got
+            while len(_RETRO) >= _CACHE_SIZE:
+                del _RETRO[next(iter(_RETRO))]
+            _RETRO[key] = got
     return got
 
 
-#: Recent study calibrations (oldest first), keyed by the finished trials' data, epoch and budget.
-_CALIBRATIONS: dict = {}
+#: Recent reads of a study's finished trials (oldest first), keyed by their data, epoch and budget.
+_RETRO: dict = {}
 _CACHE_SIZE = 2048
 _LOCK = threading.Lock()
-
-
-def _calibrate(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float) -> tuple[float, int]:
-    from automl.forecast.model import study_offset
-
-    p, won = _chances(trials, budgets, steps, sign)
-    return (study_offset(p, won), len(p)) if len(p) >= 3 else (0.0, 0)
 
 
 def finished_chances(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int,
@@ -148,7 +169,10 @@ def _steps(budgets: Sequence[int], step: int, budget: int) -> tuple[int, ...]:
     return tuple(min(b - 1, max(1, round(step / budget * b))) for b in budgets)
 
 
-def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float) -> tuple[list[float], list[float]]:
+def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float,
+             full: bool = False):
+    """``(P, won)``: each trial's P(beat the others) read at its step against the others, and 1 for
+    the one that did; with ``full``, also each one's z quantiles and its final in the same z units."""
     from automl.forecast.features import StudyFrame, features
     from automl.forecast.model import load_forecaster, p_below
 
@@ -158,7 +182,7 @@ def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequ
     # each trial's value at its own share of the budget (the same share for every one of them)
     at_share = np.asarray([_at(t.values, s, sign) for t, s in zip(trials, steps)])
     same = len(set(steps)) == 1
-    rows, won, n = [], [], len(trials)
+    rows, won, zf, n = [], [], [], len(trials)
     for j, (t, b, e) in enumerate(zip(trials, budgets, steps)):
         own = [sign * t.values[s] for s in sorted(t.values) if s <= e]
         if b < 2 or not own or not all(v - v == 0 for v in own):
@@ -167,17 +191,36 @@ def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequ
         at_e = at_share[rest] if same else np.asarray([_at(u.values, e, sign) for i, u in enumerate(trials) if i != j])
         frame = StudyFrame(at_epoch=at_e, at_progress=at_share[rest], final=final[rest], budget=fb[rest],
                            first=first[rest], others_at_epoch=at_e)
-        rows.append(features(np.asarray(own), b, frame, epoch=e)[0])
+        row, best, span = features(np.asarray(own), b, frame, epoch=e)
+        rows.append(row)
         won.append(float(final[j] < final[rest].min()))
+        zf.append((final[j] - best) / span)
     if not rows:
-        return [], []
+        return ([], [], np.zeros((0, 0)), np.zeros(0)) if full else ([], [])
     zq = load_forecaster().predict_z(np.stack(rows))
-    return [p_below(q, x=0.0) for q in zq], won
+    p = [p_below(q, x=0.0) for q in zq]
+    return (p, won, zq, np.asarray(zf)) if full else (p, won)
+
+
+def counted_from_one(ctx: Context) -> Context:
+    """``ctx`` with its epochs counted from 1, as the forecaster reads them: a study that reports
+    steps from 0 (and whose adapter gave ``max_epochs - 1`` as its last step) is read one epoch on."""
+    if 0 not in ctx.trial.values and not any(0 in t.values for t in ctx.population.trials):
+        return ctx
+    from automl.decision.verdict import Population
+
+    def on(t: TrialHistory) -> TrialHistory:
+        return t._replace(values={s + 1: v for s, v in t.values.items()})
+
+    pop = ctx.population
+    return Context(on(ctx.trial), Population([on(t) for t in pop.trials], pop.direction, pop.metric,
+                                             None if pop.max_epochs is None else pop.max_epochs + 1), ctx.policy)
 
 
 def predict(ctx: Context, need: int):
     """``(forecast, frame, budget, finished trials)`` of the trial's final value, or ``None`` with
     fewer than ``need`` finished trials."""
+    ctx = counted_from_one(ctx)
     got = _frame(ctx, need)
     if got is None:
         return None
@@ -192,11 +235,19 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     """Prune when the forecast P(beat the best finished trial) is below ``risk``; else go on."""
     if ctx.policy.rule != "forecast":
         return None
+    ctx = counted_from_one(ctx)
     got = predict(ctx, ctx.policy.forecast_min_finished)
     if got is None:
         return None
     fc, frame, budget, done = got
+    if ctx.step >= budget:  # at its budget (when none was given, the longest finished trial's): nothing to save
+        given = ctx.trial.budget or ctx.population.max_epochs
+        what = "its budget" if given else "the longest finished trial's length (no budget was given)"
+        return Verdict(action="continue", source="budget", evidence={"epoch": ctx.step, "budget": budget},
+                       reason=f"budget reached at epoch {ctx.step}, {what}: stopping now would save nothing")
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
+    spread, n_spread = spread_on(done, sign=sign, step=ctx.step, budget=budget, k=pol.forecast_spread)
+    fc = fc.narrowed(spread)
     offset, n_cal = study_calibration(ctx, budget, done)
     # A tie only raises P: the noise (it reads many trials) is needed only where P itself is below risk.
     noise = final_noise(ctx.population.trials, ctx.trial.number) \
@@ -206,16 +257,19 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     # The band's pessimistic end shows no worse than the study's typical first value or the trial's
     # own value now: beyond them the model's upper quantiles only say "may diverge".
     cap = max(fc.best + fc.span, ctx.current)
-    mid = sign * fc.quantile(0.5)
-    lo, hi = sorted((sign * fc.quantile(0.1), sign * min(fc.quantile(0.9), cap)))
+    mid = sign * min(fc.quantile(0.5), cap)
+    lo, hi = sorted((sign * min(fc.quantile(0.1), cap), sign * min(fc.quantile(0.9), cap)))
     tie = f" within {pol.forecast_tie:g}x its noise {fmt(noise)}" if noise > 0 else ""
     best = f"the best finished trial #{peers.best_final_number}, {fmt(sign * peers.best_final)}{tie}"
     shown = f"forecast {ctx.metric} {fmt(mid)} [{fmt(lo)}, {fmt(hi)}] at epoch {ctx.step} of {budget}"
     evidence = {"epoch": ctx.step, "budget": budget, "value": ctx.value, "p_beat_best": p, "risk": pol.risk,
                 "p_beat_model": raw, "study_offset": offset, "n_calibration": n_cal,
                 "predicted_final": mid, "final_q10": lo, "final_q90": hi, "best_finished": sign * peers.best_final,
-                "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise}
+                "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise,
+                "study_spread": spread, "n_spread": n_spread}
     cal = f" (the model's {raw:.2g}, recalibrated on this study's {n_cal} finished trials)" if n_cal else ""
+    if spread < 1.0:
+        shown += f", its band narrowed to {spread:g}x to fit this study's {n_spread} finished trials"
     if p < pol.risk:
         return Verdict(action="prune", reason=f"P(beat {best}) = {p:.2g} < risk {pol.risk:g}{cal}; {shown}",
                        evidence=evidence, predicted_final=mid, source="forecast")

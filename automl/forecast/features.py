@@ -60,11 +60,15 @@ class StudyFrame:
 
 def scale_of(frame: StudyFrame, own_first: float) -> tuple[float, float]:
     """``(best, span)``: the best finite final value of the finished trials, and the study's scale
-    ``start - best`` (``start``: the median first value, the asking trial's included); ``span``
-    falls back to the spread of the first values, then to 1, where it is not positive."""
+    ``start - best`` (``start``: the median first value of the finished trials; the asking trial's
+    own only where none has one, so that its value never moves the scale it is read on: a worse
+    first value must read as worse); ``span`` falls back to the spread of the first values, then
+    to 1, where it is not positive."""
     finals = frame.final[np.isfinite(frame.final)]
     best = float(finals.min()) if len(finals) else math.nan
-    firsts = np.append(frame.first[np.isfinite(frame.first)], own_first if math.isfinite(own_first) else [])
+    firsts = frame.first[np.isfinite(frame.first)]
+    if not len(firsts) and math.isfinite(own_first):
+        firsts = np.array([own_first])
     start = float(np.median(firsts)) if len(firsts) else math.nan
     span = start - best
     if not span > 0 and len(firsts) > 1:
