@@ -20,7 +20,7 @@ from automl.decision.text import fmt
 from automl.decision.verdict import FINISHED, TrialHistory, Verdict
 from automl.forecast.model import shift
 
-__all__ = ["forecast", "waiting", "own_budget", "predict", "counted_from_one", "study_calibration", "calibrate_on", "spread_on", "finished_chances"]
+__all__ = ["forecast", "waiting", "own_budget", "predict", "counted_from_one", "study_calibration", "calibrate_on", "finished_chances"]
 
 
 def own_budget(ctx: Context, finished_budgets) -> int:
@@ -105,28 +105,13 @@ def calibrate_on(finished: Sequence[TrialHistory], *, sign: float, step: int, bu
     got = _retro(finished, sign=sign, step=step, budget=budget, k=k)
     if got is None:
         return 0.0, 0
-    p, won, _, _ = got
+    p, won = got
     return study_offset(p, won), len(p)
 
 
-def spread_on(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int, k: int = 15) -> tuple[float, int]:
-    """``(s, n)``: how much narrower than the model's this study's outcomes are at a trial's
-    ``step`` of ``budget`` (:func:`automl.forecast.model.study_spread`), from the latest ``k`` of
-    ``finished``, each forecast as it stood at the same share of its own budget against the
-    others (as :func:`calibrate_on` reads them), and how many it read (1.0 and 0 where fewer than
-    3 could be read)."""
-    from automl.forecast.model import study_spread
-
-    got = _retro(finished, sign=sign, step=step, budget=budget, k=k)
-    if got is None:
-        return 1.0, 0
-    _, _, zq, zf = got
-    return study_spread(zq, zf), len(zf)
-
-
 def _retro(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: int, k: int):
-    """The latest ``k`` finished trials read as if running (:func:`_chances`), cached; ``None``
-    where fewer than 3 could be read."""
+    """``(P, won)`` of the latest ``k`` finished trials read as if running (:func:`_chances`),
+    cached; ``None`` where fewer than 3 could be read."""
     if k < 3 or len(finished) < 3:
         return None
     trials = sorted(finished, key=lambda t: t.number)[-k:]
@@ -139,7 +124,7 @@ def _retro(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: 
            hash(tuple(tuple(t.values.items()) for t in trials)))
     got = _RETRO.get(key)
     if got is None:
-        got = _chances(trials, budgets, steps, sign, full=True)
+        got = _chances(trials, budgets, steps, sign)
         got = got if len(got[0]) >= 3 else None
         with _LOCK:
             while len(_RETRO) >= _CACHE_SIZE:
@@ -169,10 +154,9 @@ def _steps(budgets: Sequence[int], step: int, budget: int) -> tuple[int, ...]:
     return tuple(min(b - 1, max(1, round(step / budget * b))) for b in budgets)
 
 
-def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float,
-             full: bool = False):
+def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequence[int], sign: float) -> tuple[list[float], list[float]]:
     """``(P, won)``: each trial's P(beat the others) read at its step against the others, and 1 for
-    the one that did; with ``full``, also each one's z quantiles and its final in the same z units."""
+    the one that did."""
     from automl.forecast.features import StudyFrame, features
     from automl.forecast.model import load_forecaster, p_below
 
@@ -182,7 +166,7 @@ def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequ
     # each trial's value at its own share of the budget (the same share for every one of them)
     at_share = np.asarray([_at(t.values, s, sign) for t, s in zip(trials, steps)])
     same = len(set(steps)) == 1
-    rows, won, zf, n = [], [], [], len(trials)
+    rows, won, n = [], [], len(trials)
     for j, (t, b, e) in enumerate(zip(trials, budgets, steps)):
         own = [sign * t.values[s] for s in sorted(t.values) if s <= e]
         if b < 2 or not own or not all(v - v == 0 for v in own):
@@ -191,15 +175,12 @@ def _chances(trials: Sequence[TrialHistory], budgets: Sequence[int], steps: Sequ
         at_e = at_share[rest] if same else np.asarray([_at(u.values, e, sign) for i, u in enumerate(trials) if i != j])
         frame = StudyFrame(at_epoch=at_e, at_progress=at_share[rest], final=final[rest], budget=fb[rest],
                            first=first[rest], others_at_epoch=at_e)
-        row, best, span = features(np.asarray(own), b, frame, epoch=e)
-        rows.append(row)
+        rows.append(features(np.asarray(own), b, frame, epoch=e)[0])
         won.append(float(final[j] < final[rest].min()))
-        zf.append((final[j] - best) / span)
     if not rows:
-        return ([], [], np.zeros((0, 0)), np.zeros(0)) if full else ([], [])
+        return [], []
     zq = load_forecaster().predict_z(np.stack(rows))
-    p = [p_below(q, x=0.0) for q in zq]
-    return (p, won, zq, np.asarray(zf)) if full else (p, won)
+    return [p_below(q, x=0.0) for q in zq], won
 
 
 def counted_from_one(ctx: Context) -> Context:
@@ -246,8 +227,6 @@ def forecast(ctx: Context) -> Optional[Verdict]:
         return Verdict(action="continue", source="budget", evidence={"epoch": ctx.step, "budget": budget},
                        reason=f"budget reached at epoch {ctx.step}, {what}: stopping now would save nothing")
     pol, sign, peers = ctx.policy, ctx.sign, ctx.peers
-    spread, n_spread = spread_on(done, sign=sign, step=ctx.step, budget=budget, k=pol.forecast_spread)
-    fc = fc.narrowed(spread)
     offset, n_cal = study_calibration(ctx, budget, done)
     # A tie only raises P: the noise (it reads many trials) is needed only where P itself is below risk.
     noise = final_noise(ctx.population.trials, ctx.trial.number) \
@@ -265,11 +244,8 @@ def forecast(ctx: Context) -> Optional[Verdict]:
     evidence = {"epoch": ctx.step, "budget": budget, "value": ctx.value, "p_beat_best": p, "risk": pol.risk,
                 "p_beat_model": raw, "study_offset": offset, "n_calibration": n_cal,
                 "predicted_final": mid, "final_q10": lo, "final_q90": hi, "best_finished": sign * peers.best_final,
-                "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise,
-                "study_spread": spread, "n_spread": n_spread}
+                "best_finished_trial": peers.best_final_number, "n_finished": len(frame.final), "noise": noise}
     cal = f" (the model's {raw:.2g}, recalibrated on this study's {n_cal} finished trials)" if n_cal else ""
-    if spread < 1.0:
-        shown += f", its band narrowed to {spread:g}x to fit this study's {n_spread} finished trials"
     if p < pol.risk:
         return Verdict(action="prune", reason=f"P(beat {best}) = {p:.2g} < risk {pol.risk:g}{cal}; {shown}",
                        evidence=evidence, predicted_final=mid, source="forecast")

@@ -198,12 +198,6 @@ class ForecasterPolicy(BaseModel):
             better probability (Brier 0.031 -> 0.022 there) but not a better pruner: at risk 0.002
             it kept the best run in 82% of the tuning task-seeds instead of 92%, at a higher cost
             (benchmarks/results/forecast_calibration_tune.md), so it is off unless asked for.
-        forecast_spread: narrow the forecast to this study's own spread, read on its latest
-            this-many finished trials (at least 3 needed; 0 = off, the default): each of them is
-            forecast as it stood at the asking trial's share of its budget, and the band is moved
-            toward its median by the factor (at most 1) that fits where they ended
-            (:func:`automl.forecast.model.study_spread`). It adapts the forecast to a study whose
-            curves order early; it never widens it.
     """
 
     model_config = _CONFIG
@@ -216,7 +210,6 @@ class ForecasterPolicy(BaseModel):
     rung_eta: int = Field(0, ge=0)
     rung_veto: float = Field(0.5, gt=0.0, le=1.0)
     forecast_calibration: int = Field(0, ge=0)
-    forecast_spread: int = Field(0, ge=0)
 
     @field_validator("rung_eta")
     @classmethod

@@ -24,7 +24,7 @@ from automl.forecast.features import NAMES, Z_CLIP, StudyFrame, features, to_z
 from automl.trees import Trees
 
 __all__ = ["QUANTILES", "MONOTONE", "Forecast", "Forecaster", "load_forecaster", "p_below", "frame_from_curves",
-           "training_rows", "MODEL_PATH", "study_offset", "shift", "STUDY_PRIOR", "study_spread", "SPREADS"]
+           "training_rows", "MODEL_PATH", "study_offset", "shift", "STUDY_PRIOR"]
 
 MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "forecaster.json.gz"
 #: Quantile levels of the final z value the model predicts.
@@ -115,37 +115,6 @@ def study_offset(p_loo: Sequence[float], won: Sequence[float], prior: float = ST
     return 0.0 if abs(a) < 1e-12 else float(a)
 
 
-#: The spreads :func:`study_spread` chooses among: the model's own (1) or narrower, down to a fifth.
-SPREADS = tuple(np.round(np.linspace(0.2, 1.0, 17), 2))
-
-
-def study_spread(z_quantiles: np.ndarray, z_final: Sequence[float], levels: Sequence[float] = QUANTILES) -> float:
-    """How much narrower than the model's this study's outcomes are: the factor ``s`` of
-    :data:`SPREADS` (at most 1) that, applied to each row's quantiles about its median
-    (``median + s * (q - median)``), gives the lowest pinball loss against the finals that came
-    (``z_final``, clipped to the model's range). Where a study's curves order early, finished trials
-    end close to where the model's median put them and ``s`` falls; where they cross, it stays 1.
-    Never above 1: a wider band would no longer be monotone in the trial's value, and the model's
-    own band is the cautious end. Ties go to the wider band.
-
-    Example:
-        >>> q = np.array([[-2.0, -1.8, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0]] * 4)  # wide bands around 0
-        >>> study_spread(q, [0.0, 0.01, -0.01, 0.0]), study_spread(q, [-1.5, 1.0, 0.6, -0.9])
-        (0.2, 1.0)
-    """
-    q = np.atleast_2d(np.asarray(z_quantiles, dtype=float))
-    y = np.clip(np.asarray(z_final, dtype=float), -Z_CLIP, Z_CLIP)[:, None]
-    a = np.asarray(levels, dtype=float)
-    med = np.array([np.interp(0.5, a, row) for row in q])[:, None]
-    best, best_loss = 1.0, math.inf
-    for s in sorted(SPREADS, reverse=True):
-        r = y - (med + s * (q - med))
-        loss = float(np.sum(np.maximum(a * r, (a - 1.0) * r)))
-        if loss < best_loss - 1e-12:
-            best, best_loss = float(s), loss
-    return best
-
-
 class Forecast:
     """A predictive distribution of a trial's final value: quantiles at :data:`QUANTILES`, in the
     metric's own (signed lower-is-better) units, and P(final < the best finished trial's)."""
@@ -164,17 +133,6 @@ class Forecast:
 
     def quantile(self, level: float) -> float:
         return float(np.interp(level, QUANTILES, self.quantiles))
-
-    def narrowed(self, s: float) -> "Forecast":
-        """This forecast with every quantile moved toward the median by the factor ``s`` (0 < s <= 1;
-        :func:`study_spread`); still monotone in the trial's value, since each new quantile is a
-        mix with non-negative weights of two that are."""
-        if not 0.0 < s <= 1.0:
-            raise ValueError(f"a forecast is narrowed by a factor in (0, 1], not {s!r}.")
-        if s == 1.0:
-            return self
-        med = float(np.interp(0.5, QUANTILES, self.z_quantiles))
-        return Forecast(med + s * (self.z_quantiles - med), self.best, self.span)
 
 
 class Forecaster:
