@@ -276,6 +276,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 # ----------------------------------------------------------------------------------- input checks
+#: Inputs that are fractions (accuracies, the share of zero gradients).
+FRACTION_KEYS = frozenset({"train_acc", "val_acc", "test_acc", "zero_grad_frac"})
 #: The most classes a task may state (a chance level below one in a million says nothing more).
 MAX_CLASSES = 10**6
 
@@ -285,6 +287,15 @@ def _check_classes(n: Optional[int]) -> Optional[int]:
         shown = str(n) if n < 10**20 else f"an integer of {len(str(n))} digits"
         raise ValueError(f"n_classes: {shown}; expected at most {MAX_CLASSES} classes.")
     return n
+
+
+def _fraction(where: str, x: Any) -> float:
+    """:func:`_number`, and a finite value within [0, 1] (an accuracy or a share, not a percent)."""
+    value = _number(where, x)
+    if math.isfinite(value) and not -1e-6 <= value <= 1.0 + 1e-6:
+        raise ValueError(f"{where}: {value:g} is not a fraction in [0, 1] (give accuracies and shares as fractions, "
+                         "not percents).")
+    return value
 
 
 def _number(where: str, x: Any) -> float:
@@ -309,7 +320,7 @@ def _check_record_values(i: int, r: Mapping[str, Any]) -> None:
     """Every number of record ``i`` (its curves, flat layer statistics and ``layers``)."""
     for key, x in r.items():
         if key in CURVE_KEYS or key in ("test_acc", "weight_norm") or key in GROUPS["grad"]:
-            _number(f"record {i} (epoch {i + 1}), key {key!r}", x)
+            (_fraction if key in FRACTION_KEYS else _number)(f"record {i} (epoch {i + 1}), key {key!r}", x)
     if "n_layers" in r:
         check_positive_int(f"record {i} n_layers", r["n_layers"], minimum=1)
     layers = r.get("layers")
@@ -324,7 +335,8 @@ def _check_record_values(i: int, r: Mapping[str, Any]) -> None:
                              f"zero_grad_frac, weight_norm, got {type(layer).__name__} {layer!r:.40}.")
         for key in ("grad_norm", "zero_grad_frac", "weight_norm"):
             if key in layer:
-                _number(f"record {i} (epoch {i + 1}), layers[{j}].{key}", layer[key])
+                check = _fraction if key == "zero_grad_frac" else _number
+                check(f"record {i} (epoch {i + 1}), layers[{j}].{key}", layer[key])
 
 
 def _record_keys() -> frozenset[str]:
@@ -393,7 +405,8 @@ def validate_curves(curves: Any) -> dict[str, Any]:
             v = v.tolist()
         if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
             raise ValueError(f"field {key!r} must be a list of numbers (one per epoch), but got {type(v).__name__}.")
-        vals = [_number(f"field {key!r}, epoch {i + 1}", x) for i, x in enumerate(v)]
+        check = _fraction if key in FRACTION_KEYS else _number
+        vals = [check(f"field {key!r}, epoch {i + 1}", x) for i, x in enumerate(v)]
         if length is None:
             length = len(vals)
         elif len(vals) != length:

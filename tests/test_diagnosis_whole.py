@@ -245,3 +245,12 @@ def test_numpy_numbers_and_arrays_are_read_as_numbers():
     run = {key: np.asarray(v, dtype=np.float32) for key, v in _healthy(10).items()}
     as_list = {key: [np.float32(x) for x in v] for key, v in run.items()}
     assert diagnose(run).labels == diagnose(as_list).labels
+
+
+def test_an_accuracy_in_percent_is_refused_naming_field_and_epoch():
+    run = {**_healthy(5), "val_acc": [50.0, 60.0, 70.0, 75.0, 80.0]}
+    with pytest.raises(ValueError, match=re.escape("field 'val_acc', epoch 1: 50 is not a fraction in [0, 1]")):
+        diagnose(run)
+    recs = [{"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "zero_grad_frac": 2.0}] * 2
+    with pytest.raises(ValueError, match=re.escape("record 0 (epoch 1), key 'zero_grad_frac': 2 is not a fraction")):
+        diagnose(recs)
