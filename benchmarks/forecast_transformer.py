@@ -105,6 +105,16 @@ def build(d: int = 64, layers: int = 2, heads: int = 4, monotone: bool = False):
     import torch
     from torch import nn
 
+    def encoder(m: nn.Module, n_study: int) -> None:
+        """The parts both networks share: the study token's and the prefix tokens' embeddings, a
+        pre-norm transformer encoder and its output norm (attribute names as the numpy reader expects)."""
+        m.study = nn.Linear(n_study, d)
+        m.tok = nn.Linear(3, d)
+        m.kind = nn.Parameter(torch.zeros(2, d))
+        layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+        m.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        m.norm = nn.LayerNorm(d)
+
     class MonotoneForecaster(nn.Module):
         """Monotone in the trial's current value by construction. The transformer reads only what
         the current value does not move: the study's other features as one token, the prefix before
@@ -115,12 +125,7 @@ def build(d: int = 64, layers: int = 2, heads: int = 4, monotone: bool = False):
 
         def __init__(self, hidden: int = 64, basis: int = 32) -> None:
             super().__init__()
-            self.study = nn.Linear(2 * len(C_IDX), d)
-            self.tok = nn.Linear(3, d)
-            self.kind = nn.Parameter(torch.zeros(2, d))
-            layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
-            self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(d)
+            encoder(self, 2 * len(C_IDX))
             self.a = nn.Linear(d, len(QUANTILES))
             self.w = nn.Linear(d, len(QUANTILES) * basis)
             self.m1 = nn.Parameter(torch.randn(len(VALUE), hidden) * 0.3)
@@ -148,12 +153,7 @@ def build(d: int = 64, layers: int = 2, heads: int = 4, monotone: bool = False):
 
         def __init__(self) -> None:
             super().__init__()
-            self.study = nn.Linear(2 * len(NAMES), d)
-            self.tok = nn.Linear(3, d)
-            self.kind = nn.Parameter(torch.zeros(2, d))
-            layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
-            self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(d)
+            encoder(self, 2 * len(NAMES))
             self.head = nn.Linear(d, len(QUANTILES))
 
         def forward(self, study, tok, mask):
