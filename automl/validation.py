@@ -7,9 +7,12 @@ message names the argument, the value it got and what was expected, e.g.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["is_finite", "finite_or_none", "check_positive_int", "check_optional_positive_int", "check_metric",
            "BudgetReader"]
@@ -100,7 +103,8 @@ class BudgetReader:
         if budget is not None and not (isinstance(budget, str) and budget) and not callable(budget):
             raise ValueError(f"budget must be the name of a {what}'s hyperparameter, a callable of the {what}, "
                              f"or None, but got {budget!r}.")
-        self.budget, self.params = budget, params
+        self.budget, self.params, self.what = budget, params, what
+        self.warned = False
 
     def __call__(self, trial: Any) -> Optional[int]:
         if self.budget is None:
@@ -108,7 +112,17 @@ class BudgetReader:
         if callable(self.budget):
             return _as_budget(self.budget(trial))
         source = getattr(trial, self.params, None) if self.params else trial
-        return _as_budget(source.get(self.budget) if hasattr(source, "get") else None)
+        if not hasattr(source, "get"):
+            return None
+        raw = source.get(self.budget)
+        got = _as_budget(raw)
+        if got is None and not self.warned and isinstance(source, Mapping) and source:
+            self.warned = True  # once: a misspelt name would otherwise go unnoticed on every trial
+            said = f"has no {self.budget!r}" if self.budget not in source else f"has {self.budget}={raw!r:.40}, not a budget"
+            logger.warning("budget=%r: a %s %s (it has %s); such trials are read with the study's max_epochs. "
+                           "Expected a whole number of epochs from 1 to %d.", self.budget, self.what, said,
+                           ", ".join(map(str, list(source)[:8])), MAX_BUDGET)
+        return got
 
 
 #: The largest budget (epochs) a trial may state; past it a budget reads as missing.

@@ -473,3 +473,13 @@ def test_a_budget_past_any_training_reads_as_missing():
     read = BudgetReader("epochs")
     assert read({"epochs": MAX_BUDGET}) == MAX_BUDGET
     assert read({"epochs": 10**400}) is None and read({"epochs": MAX_BUDGET + 1}) is None
+
+
+def test_a_budget_name_no_trial_has_is_said_once(caplog):
+    from automl.validation import BudgetReader
+
+    read = BudgetReader("epochs")
+    with caplog.at_level("WARNING", logger="automl.validation"):
+        assert read({"epoch": 30, "lr": 0.1}) is None and read({"epoch": 20}) is None
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "budget='epochs': a trial has no 'epochs' (it has epoch, lr)" in said[0]
