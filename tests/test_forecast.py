@@ -283,6 +283,8 @@ def test_a_rung_cuts_outside_the_top_third_before_trials_finish():
     assert (off.action, off.source) == ("continue", "thin")
     few = Population(others[:1], direction="minimize", metric="val_loss", max_epochs=20)  # fewer than eta at the rung
     assert decide(TrialHistory(9, {1: 0.9, 2: 0.8}), few, Policy(rule="forecast", protect_top=0.0, rung_eta=3)).source == "thin"
+    unknown = Population(others, direction="minimize", metric="val_loss")  # no budget: no share of it to place rungs at
+    assert decide(TrialHistory(9, {1: 0.9, 2: 0.8}), unknown, Policy(rule="forecast", protect_top=0.0, rung_eta=3)).source == "thin"
 
 
 def test_a_rung_compares_a_long_budget_trial_at_the_same_share_of_its_budget():

@@ -186,7 +186,8 @@ class ForecasterPolicy(BaseModel):
             0 = off (trials go on until the forecaster can judge them): the default, since on the
             tuning half of the tasks, in sequential studies, rungs at eta 3 lost the best run more
             often (benchmarks/results/forecast_rungs_tune.md); they are for studies where many
-            trials run before any finishes.
+            trials run before any finishes. Rungs need each trial's budget (``max_epochs``, or
+            ``budget=`` on the adapter); without one there are none.
         rung_veto: the forecaster vetoes a rung's cut where it gives P(beat the best finished
             trial) at least this (once 2 trials finished). 1 = no veto.
         forecast_calibration: recalibrate P on the study's own latest this-many finished trials

@@ -72,6 +72,8 @@ def rungs(ctx: Context) -> Optional[Verdict]:
     pol, p = ctx.policy, ctx.peers
     if pol.rule != "forecast" or pol.rung_eta < 2 or p.n_finished >= pol.forecast_min_finished:
         return None
+    if not (ctx.trial.budget or ctx.population.max_epochs):  # rungs are shares of a budget no one gave
+        return None
     budget = own_budget(ctx, ())
     k = _rung_at(ctx, budget)
     if k is None:
