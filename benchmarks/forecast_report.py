@@ -33,6 +33,12 @@ from automl.bench.replay import replay, sequential_reads, summarize
 from automl.decision import Policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BANKS = Path(__file__).resolve().parent / "banks"
+
+
+def bank_path(b: str) -> str:
+    """``b`` as given, or the bundled bank of that name (the reports' command lines name banks by file name)."""
+    return b if Path(b).exists() else str(BANKS / b)
 BUILTINS = ("median", "percentile25", "asha", "hyperband", "patient", "ray-asha", "ray-median")
 PRUNERS = ("none", *BUILTINS, "topk1", "oracle", "signal", "forecast")
 
@@ -123,6 +129,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
+    args.bank = [bank_path(b) for b in args.bank]
     if args.seeds < 1 or args.trials < 3:
         ap.error("--seeds must be >= 1 and --trials >= 3")
     try:

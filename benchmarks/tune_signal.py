@@ -36,6 +36,12 @@ from automl.bench.bank import read_bank, runs_by_task
 from automl.bench.replay import draw_order, replay, replay_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BANKS = Path(__file__).resolve().parent / "banks"
+
+
+def bank_path(b: str) -> str:
+    """``b`` as given, or the bundled bank of that name (the reports' command lines name banks by file name)."""
+    return b if Path(b).exists() else str(BANKS / b)
 
 # The rank cut, read as a plain fraction or by a binomial test (rank_confidence), the forecast's
 # band and how many finished trials the forecast (and the plain rank cut) waits for; over the
@@ -89,6 +95,7 @@ def main() -> None:
     parser.add_argument("--grid", default=None, help="JSON: an object of Policy fields to lists of values (their "
                         "product), or a list of Policy field objects (default: GRID)")
     args = parser.parse_args()
+    args.bank = [bank_path(b) for b in args.bank]
 
     tasks = {}
     for bank in args.bank:
