@@ -147,8 +147,12 @@ class SignalScheduler(FIFOScheduler):
         values: dict[int, float] = {}
         for r in results:
             if self._metric in r and self._time_attr in r:
-                raw = r[self._metric]
-                values[int(r[self._time_attr])] = float("nan") if raw is None else float(raw)
+                try:
+                    value, epoch = self._read(r, trial)
+                except ValueError as exc:  # a stored result the live run would have refused: not read
+                    logger.warning("SignalScheduler skips a stored result of trial %s: %s", getattr(trial, "trial_id", trial), exc)
+                    continue
+                values[epoch] = value
         if not values:
             return None
         number = len(self._trials)
