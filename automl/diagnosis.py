@@ -292,10 +292,22 @@ def _check_classes(n: Optional[int]) -> Optional[int]:
 def _fraction(where: str, x: Any) -> float:
     """:func:`_number`, and a finite value within [0, 1] (an accuracy or a share, not a percent)."""
     value = _number(where, x)
-    if math.isfinite(value) and not -1e-6 <= value <= 1.0 + 1e-6:
+    if not math.isnan(value) and not -1e-3 <= value <= 1.0 + 1e-3:  # float16 rounding is within 1e-3
         raise ValueError(f"{where}: {value:g} is not a fraction in [0, 1] (give accuracies and shares as fractions, "
                          "not percents).")
     return value
+
+
+def _scalar(x: Any) -> bool:
+    """A zero-dimensional array or tensor holding one real number (``numpy.float32(1.0)``'s array
+    form, ``torch.tensor(0.5)``)."""
+    if getattr(x, "ndim", None) != 0 or getattr(getattr(x, "dtype", None), "kind", "f") in "bc":
+        return False
+    try:
+        float(x)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _number(where: str, x: Any) -> float:
@@ -303,7 +315,7 @@ def _number(where: str, x: Any) -> float:
     must be a real number (numpy's included, not a bool) within float32's range, or non-finite."""
     if x is None:
         return math.nan
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+    if isinstance(x, (bool, str, bytes)) or not (isinstance(x, numbers.Real) or _scalar(x)):
         raise ValueError(f"{where}: {x!r:.40} is not a number (null marks a non-finite value).")
     try:
         value = float(x)
@@ -482,23 +494,31 @@ NONFINITE_SEEN = 0.99
 
 
 def first_nonfinite_loss(run: Mapping[str, Any], k: int) -> Optional[int]:
-    """The first epoch (1-based) among the first ``k`` at which ``train_loss`` or ``val_loss`` is
-    not finite, or ``None``. A loss with no finite value at all was not measured, and is not read.
+    """The epoch (1-based, among the first ``k``) from which the run's loss is non-finite: the
+    training loss non-finite from there to epoch ``k`` after a finite value (a network whose
+    weights went NaN does not come back), or a loss that reached ±inf; ``None`` otherwise. A gap
+    (``null`` between finite values, as in a validation loss measured every other epoch) is not a
+    divergence, nor is a loss never measured.
 
     Example:
-        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, None], "val_loss": [1.0, 0.6, 0.7]}, 3)
+        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, None, None], "val_loss": [1.0, 0.6, 0.7, 0.7]}, 4)
         3
-        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, 0.4], "val_loss": [None, None, None]}, 3) is None
+        >>> first_nonfinite_loss({"train_loss": [1.0, 0.5, 0.4], "val_loss": [1.0, None, 0.7]}, 3) is None
         True
+        >>> first_nonfinite_loss({"train_loss": [float("inf")] * 3, "val_loss": [1.0, 1.0, 1.0]}, 3)
+        1
     """
-    def finite(v: Any) -> bool:
-        return v is not None and math.isfinite(float(v))
+    def value(key: str, i: int) -> float:
+        v = run[key][i]
+        return math.nan if v is None else float(v)
 
-    keys = [key for key in ("train_loss", "val_loss") if any(finite(v) for v in run[key])]
-    for i in range(min(k, len(run["train_loss"]))):
-        if not all(finite(run[key][i]) for key in keys):
-            return i + 1
-    return None
+    n = min(k, len(run["train_loss"]))
+    found = [i + 1 for i in range(n) for key in ("train_loss", "val_loss") if math.isinf(value(key, i))][:1]
+    tl = [value("train_loss", i) for i in range(n)]
+    last = max((i for i, v in enumerate(tl) if math.isfinite(v)), default=None)
+    if last is not None and last < n - 1:
+        found.append(last + 2)
+    return min(found) if found else None
 
 
 def diagnose(records_or_curves: Any, *, k: Optional[int] = None, model: Optional[DiagnosisModel] = None,

@@ -99,6 +99,10 @@ class BudgetReader:
         (40, None)
     """
 
+    #: Class defaults, so a reader pickled before these attributes existed (a checkpointed Ray run) still reads.
+    what = "trial"
+    warned = False
+
     def __init__(self, budget: Any, *, params: Optional[str] = None, what: str = "trial") -> None:
         if budget is not None and not (isinstance(budget, str) and budget) and not callable(budget):
             raise ValueError(f"budget must be the name of a {what}'s hyperparameter, a callable of the {what}, "

@@ -24,6 +24,20 @@ logger = logging.getLogger(__name__)
 _MODES = {"min": "minimize", "max": "maximize"}
 
 
+def _real(x: Any) -> Optional[float]:
+    """``x`` as a float if it is one real number (a Python or numpy number, or a zero-dimensional
+    array or tensor; an integer past float's range reads as ±inf), else ``None`` (a bool, a string,
+    a list)."""
+    if isinstance(x, (bool, str, bytes)) or not (isinstance(x, numbers.Real) or getattr(x, "ndim", None) == 0):
+        return None
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+    except (TypeError, ValueError):
+        return None
+
+
 class SignalScheduler(FIFOScheduler):
     """Stop Ray Tune trials on the same evidence, and with the same decision, as ``SignalPruner``.
 
@@ -170,21 +184,15 @@ class SignalScheduler(FIFOScheduler):
         reads as inf) and epoch, or a ``ValueError`` naming the key, the trial and the value."""
         raw, step = result[self._metric], result[self._time_attr]
         where = f"trial {getattr(trial, 'trial_id', trial)}: result[{{!r}}] = {{!r:.40}}"
-        if raw is None:
-            value = math.nan
-        elif isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        value = math.nan if raw is None else _real(raw)
+        if value is None:
             raise ValueError(where.format(self._metric, raw) + " is not a number; report the metric as a float "
                              "(NaN or None for a diverged trial).")
-        else:
-            try:
-                value = float(raw)
-            except OverflowError:
-                value = math.inf if raw > 0 else -math.inf
-        whole = isinstance(step, numbers.Integral) or (isinstance(step, numbers.Real) and math.isfinite(step) and float(step).is_integer())
-        if isinstance(step, bool) or not whole:
+        e = _real(step)
+        if e is None or not math.isfinite(e) or not e.is_integer():
             raise ValueError(where.format(self._time_attr, step) + " is not a whole epoch number; report "
                              f"{self._time_attr!r} as an integer.")
-        return value, int(step)
+        return value, int(e)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         self._require_properties()

@@ -254,3 +254,27 @@ def test_an_accuracy_in_percent_is_refused_naming_field_and_epoch():
     recs = [{"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "zero_grad_frac": 2.0}] * 2
     with pytest.raises(ValueError, match=re.escape("record 0 (epoch 1), key 'zero_grad_frac': 2 is not a fraction")):
         diagnose(recs)
+
+
+def test_a_loss_measured_every_other_epoch_is_not_a_divergence():
+    run = _healthy(12)
+    run["val_loss"] = [v if i % 2 == 0 else None for i, v in enumerate(run["val_loss"])]
+    d = diagnose(run)
+    assert d.labels["nonfinite"] < 0.5 and "nonfinite" not in d.onsets
+    recs = [{"train_loss": run["train_loss"][i], "train_acc": run["train_acc"][i],
+             **({"val_loss": _healthy(12)["val_loss"][i], "val_acc": run["val_acc"][i]} if i % 2 == 0 else {})}
+            for i in range(12)]
+    assert diagnose(recs).labels["nonfinite"] < 0.5
+    late = {**run, "val_loss": [None, None, None] + _healthy(12)["val_loss"][3:]}
+    assert diagnose(late, k=3).labels["nonfinite"] < 0.99  # what comes after epoch k does not decide the early answer
+
+
+def test_a_loss_infinite_from_the_first_epoch_is_a_divergence_from_it():
+    run = {**_healthy(8), "train_loss": [float("inf")] * 8}
+    d = diagnose(run)
+    assert d.labels["nonfinite"] >= 0.99 and d.onsets["nonfinite"] == 1
+
+
+def test_an_accuracy_a_float16_step_past_1_is_read():
+    run = {**_healthy(6), "train_acc": [0.5, 0.8, 0.95, 1.000977, 1.0, 1.0]}
+    assert diagnose(run).labels

@@ -485,3 +485,28 @@ def test_a_budget_name_no_trial_has_is_said_once(caplog):
         assert read({"epoch": 30, "lr": 0.1}) is None and read({"epoch": 20}) is None
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "budget='epochs': a trial has no 'epochs' (it has epoch, lr)" in said[0]
+
+
+def test_a_budget_reader_pickled_before_it_warned_still_reads():
+    import pickle
+
+    from automl.validation import BudgetReader
+
+    old = BudgetReader("epochs")
+    for attr in ("warned", "what"):  # as an instance pickled by the code before them
+        old.__dict__.pop(attr)
+    assert pickle.loads(pickle.dumps(old))({"lr": 0.1}) is None
+
+
+def test_a_study_too_small_to_calibrate_is_read_once(monkeypatch):
+    from automl.decision import forecast as check
+
+    calls = []
+    real = check._chances
+    monkeypatch.setattr(check, "_chances", lambda *a, **k: calls.append(1) or real(*a, **k))
+    check._RETRO.clear()
+    two = [TrialHistory(i, {e: 0.5 + 0.1 * i + 1.0 / e for e in range(1, 11)}, "COMPLETE", 0.6 + 0.1 * i) for i in range(2)]
+    bad = [TrialHistory(9, {e: math.nan for e in range(1, 11)}, "COMPLETE", 1.0)]
+    for _ in range(3):
+        assert check.calibrate_on(two + bad, sign=1.0, step=5, budget=10) == (0.0, 0)
+    assert len(calls) == 1

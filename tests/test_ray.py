@@ -213,3 +213,15 @@ def test_bad_results_are_named_and_an_overflowing_metric_reads_as_diverged():
         with pytest.raises(ValueError, match=re.escape(says)):
             s.on_trial_result(None, tr, bad)
     assert s.on_trial_result(None, tr, {"val_loss": 10**400, "epoch": 1}) == "STOP"
+
+
+def test_zero_dimensional_arrays_and_tensors_are_numbers():
+    import numpy as np
+    import torch
+    from ray.tune.experiment import Trial
+
+    s = SignalScheduler(metric="val_loss", mode="min", time_attr="epoch", max_t=10)
+    tr = Trial("x", trial_id="a0", stub=True)
+    s.on_trial_add(None, tr)
+    assert s.on_trial_result(None, tr, {"val_loss": np.array(1.5), "epoch": np.int64(1)}) == "CONTINUE"
+    assert s.on_trial_result(None, tr, {"val_loss": torch.tensor(1.4), "epoch": torch.tensor(2)}) == "CONTINUE"

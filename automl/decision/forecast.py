@@ -122,8 +122,8 @@ def _retro(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: 
     # and a hash of all their values, so two studies in one process do not share an entry.
     key = (sign, steps, tuple((t.number, b, t.final) for t, b in zip(trials, budgets)),
            hash(tuple(tuple(t.values.items()) for t in trials)))
-    got = _RETRO.get(key)
-    if got is None:
+    got = _RETRO.get(key, _MISS)
+    if got is _MISS:
         got = _chances(trials, budgets, steps, sign)
         got = got if len(got[0]) >= 3 else None
         with _LOCK:
@@ -135,6 +135,7 @@ def _retro(finished: Sequence[TrialHistory], *, sign: float, step: int, budget: 
 
 #: Recent reads of a study's finished trials (oldest first), keyed by their data, epoch and budget.
 _RETRO: dict = {}
+_MISS = object()  # not cached yet (a cached None: fewer than 3 trials could be read)
 _CACHE_SIZE = 2048
 _LOCK = threading.Lock()
 
