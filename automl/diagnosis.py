@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 from automl.signals.failure import (CURVE_KEYS, FEATURES, LABELS, OPTIONAL_KEYS, RULES, WHOLE_FEATURES, as_arrays,
                                     features, rule_labels, whole_features)
 from automl.trees import Trees
-from automl.validation import check_optional_positive_int, check_positive_int
+from automl.validation import check_optional_positive_int, check_positive_int, real_or_none
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis.json.gz"
 WHOLE_MODEL_PATH = Path(__file__).resolve().parent / "models" / "diagnosis_whole.json.gz"
@@ -298,29 +298,14 @@ def _fraction(where: str, x: Any) -> float:
     return value
 
 
-def _scalar(x: Any) -> bool:
-    """A zero-dimensional array or tensor holding one real number (``numpy.float32(1.0)``'s array
-    form, ``torch.tensor(0.5)``)."""
-    if getattr(x, "ndim", None) != 0 or getattr(getattr(x, "dtype", None), "kind", "f") in "bc":
-        return False
-    try:
-        float(x)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def _number(where: str, x: Any) -> float:
     """``x`` as a float (``null`` as ``nan``), or a ``ValueError`` that names ``where``: a value
     must be a real number (numpy's included, not a bool) within float32's range, or non-finite."""
     if x is None:
         return math.nan
-    if isinstance(x, (bool, str, bytes)) or not (isinstance(x, numbers.Real) or _scalar(x)):
+    value = real_or_none(x)
+    if value is None:
         raise ValueError(f"{where}: {x!r:.40} is not a number (null marks a non-finite value).")
-    try:
-        value = float(x)
-    except OverflowError:  # an integer with hundreds of digits
-        value = math.inf
     if (math.isfinite(value) or isinstance(x, numbers.Integral)) and not abs(value) <= FLOAT32_MAX:
         shown = f"an integer of {len(str(abs(int(x))))} digits" if isinstance(x, numbers.Integral) else f"{value:.3g}"
         raise ValueError(f"{where}: {shown} is beyond float32's range (±3.4e38), which no float32 training reports; "
@@ -488,8 +473,8 @@ def _evidence(label: str, run: Mapping[str, Any], k: int) -> str:
     return ""
 
 
-#: The ``nonfinite`` probability of a run whose loss held a non-finite value (``null``, NaN, inf)
-#: in the epochs read: at least this, whatever the model says of the rest of its curves.
+#: The ``nonfinite`` probability of a run whose loss diverged in the epochs read
+#: (:func:`first_nonfinite_loss`): at least this, whatever the model says of the rest of its curves.
 NONFINITE_SEEN = 0.99
 
 

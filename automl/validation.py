@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_finite", "finite_or_none", "check_positive_int", "check_optional_positive_int", "check_metric",
-           "BudgetReader"]
+__all__ = ["is_finite", "finite_or_none", "real_or_none", "check_positive_int", "check_optional_positive_int",
+           "check_metric", "BudgetReader"]
+
+
+def real_or_none(x: Any) -> Optional[float]:
+    """``x`` as a float if it is one real number -- a Python or numpy number, or a zero-dimensional
+    array or tensor (an integer past float's range reads as ±inf) -- else ``None`` (``None``, a
+    bool, text, a list).
+
+    Example:
+        >>> import numpy as np
+        >>> [real_or_none(v) for v in (2, np.float32(0.5), np.array(1.5), 10**400, True, "3", [1.0], np.array(True))]
+        [2.0, 0.5, 1.5, inf, None, None, None, None]
+    """
+    if isinstance(x, (bool, str, bytes)) or not (isinstance(x, numbers.Real) or getattr(x, "ndim", None) == 0):
+        return None
+    if getattr(getattr(x, "dtype", None), "kind", "f") in "bc":  # a boolean or complex array
+        return None
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+    except (TypeError, ValueError):
+        return None
 
 
 def is_finite(x: Any) -> bool:

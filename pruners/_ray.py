@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 import pickle
 from collections.abc import Callable
 from typing import Any, Optional, Union
@@ -15,27 +14,13 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from automl.decision import Policy, Population, TrialHistory, Verdict, decide
 from automl.records import compact_from_flat
 from automl.reporting import verdict_attrs
-from automl.validation import BudgetReader, check_optional_positive_int
+from automl.validation import BudgetReader, check_optional_positive_int, real_or_none
 
 __all__ = ["SignalScheduler"]
 
 logger = logging.getLogger(__name__)
 
 _MODES = {"min": "minimize", "max": "maximize"}
-
-
-def _real(x: Any) -> Optional[float]:
-    """``x`` as a float if it is one real number (a Python or numpy number, or a zero-dimensional
-    array or tensor; an integer past float's range reads as ±inf), else ``None`` (a bool, a string,
-    a list)."""
-    if isinstance(x, (bool, str, bytes)) or not (isinstance(x, numbers.Real) or getattr(x, "ndim", None) == 0):
-        return None
-    try:
-        return float(x)
-    except OverflowError:
-        return math.inf if x > 0 else -math.inf
-    except (TypeError, ValueError):
-        return None
 
 
 class SignalScheduler(FIFOScheduler):
@@ -184,11 +169,11 @@ class SignalScheduler(FIFOScheduler):
         reads as inf) and epoch, or a ``ValueError`` naming the key, the trial and the value."""
         raw, step = result[self._metric], result[self._time_attr]
         where = f"trial {getattr(trial, 'trial_id', trial)}: result[{{!r}}] = {{!r:.40}}"
-        value = math.nan if raw is None else _real(raw)
+        value = math.nan if raw is None else real_or_none(raw)
         if value is None:
             raise ValueError(where.format(self._metric, raw) + " is not a number; report the metric as a float "
                              "(NaN or None for a diverged trial).")
-        e = _real(step)
+        e = real_or_none(step)
         if e is None or not math.isfinite(e) or not e.is_integer():
             raise ValueError(where.format(self._time_attr, step) + " is not a whole epoch number; report "
                              f"{self._time_attr!r} as an integer.")

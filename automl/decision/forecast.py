@@ -201,8 +201,7 @@ def counted_from_one(ctx: Context) -> Context:
 
 def predict(ctx: Context, need: int):
     """``(forecast, frame, budget, finished trials)`` of the trial's final value, or ``None`` with
-    fewer than ``need`` finished trials."""
-    ctx = counted_from_one(ctx)
+    fewer than ``need`` finished trials. ``ctx`` counts its epochs from 1 (:func:`counted_from_one`)."""
     got = _frame(ctx, need)
     if got is None:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 from automl.decision.context import Context, trial_budget
-from automl.decision.forecast import own_budget, predict
+from automl.decision.forecast import counted_from_one, own_budget, predict
 from automl.decision.text import fmt
 from automl.decision.verdict import Verdict
 
@@ -74,6 +74,7 @@ def rungs(ctx: Context) -> Optional[Verdict]:
         return None
     if not (ctx.trial.budget or ctx.population.max_epochs):  # rungs are shares of a budget no one gave
         return None
+    ctx = counted_from_one(ctx)
     budget = own_budget(ctx, ())
     k = _rung_at(ctx, budget)
     if k is None:
